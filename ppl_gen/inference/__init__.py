@@ -1,0 +1,75 @@
+"""Inference engines and the one-call ``fit``.
+
+``ENGINES`` maps names to :class:`~ppl_gen.inference.base.Engine` triples
+(``init``/``step``/``run``); ``fit`` binds a model to its data and calls ``run``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from ..config import CONFIGS, config_from_dict
+from ..data.base import Dataset
+from ..models.base import GenerativeModel
+from ..registry import Registry
+from . import em, mcmc, svi
+from .base import Engine, FitResult, Problem, StepInfo, make_problem, resolve_device
+from .predictive import DrawEvaluation, draw_from_guide, evaluate_draws
+
+__all__ = ["ENGINES", "fit", "make_problem", "Engine", "FitResult", "Problem", "StepInfo",
+           "resolve_device", "evaluate_draws", "draw_from_guide", "DrawEvaluation"]
+
+ENGINES: Registry[Engine] = Registry("engine")
+ENGINES.register("svi", svi.ENGINE.description)(svi.ENGINE)
+ENGINES.register("em", em.ENGINE.description)(em.ENGINE)
+ENGINES.register("nuts", mcmc.ENGINE_NUTS.description)(mcmc.ENGINE_NUTS)
+ENGINES.register("hmc", mcmc.ENGINE_HMC.description)(mcmc.ENGINE_HMC)
+
+
+def fit(model: GenerativeModel | Callable[..., Any],
+        data: Dataset | Mapping[str, Any] | None = None, *, engine: str = "svi",
+        guide: Callable[..., Any] | None = None, config: Any = None,
+        device: str | torch.device = "auto", seed: int = 0, **options: Any) -> FitResult:
+    """Fit a zoo model or a plain Pyro model function to data.
+
+    Arguments:
+        model: A :class:`~ppl_gen.models.GenerativeModel` or any Pyro model function whose
+            keyword arguments are the data (``def model(x, y=None): ...``).
+        data: A :class:`~ppl_gen.data.Dataset` or a dict of the model's keyword arguments.
+        engine: One of ``ENGINES``: ``"svi"``, ``"em"``, ``"nuts"``, ``"hmc"``.
+        guide: Your own guide for SVI (default: the model's guide or an autoguide).
+        config: An engine config (``SVIConfig``, ``EMConfig``, ``MCMCConfig``); or give its
+            fields as keyword ``options`` instead.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
+        seed: Seeds Pyro and torch; the same seed gives the same result.
+
+    Returns:
+        An immutable :class:`FitResult`.
+
+    Example:
+        >>> import ppl_gen
+        >>> data = ppl_gen.load_dataset("eight_schools")
+        >>> model = ppl_gen.MODELS["eight_schools"].from_dataset(data)
+        >>> result = ppl_gen.fit(model, data, engine="nuts", num_warmup=50, num_samples=50,
+        ...                      num_chains=1, device="cpu")
+        >>> tuple(result.samples["mu"].shape)
+        (1, 50)
+    """
+    runner = ENGINES[engine]
+    if config is None:
+        config = config_from_dict(engine, options)
+    else:
+        if options:
+            raise ValueError("pass engine options either as config=... or as keyword "
+                             f"arguments, not both (got {', '.join(options)})")
+        expected = CONFIGS[engine]
+        if not isinstance(config, expected):
+            raise TypeError(f"engine {engine!r} takes a {expected.__name__}, got "
+                            f"{type(config).__name__}")
+    if guide is not None and engine != "svi":
+        raise ValueError(f"a guide is only used by engine 'svi', not {engine!r}")
+    problem = make_problem(model, data, guide=guide, device=device)
+    return runner.run(problem, config, seed)

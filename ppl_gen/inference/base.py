@@ -1,0 +1,263 @@
+"""Shared engine machinery: the model adapter (:class:`Problem`), results, device and
+thread handling.
+
+Every engine exposes the same three layers: ``init(problem, config, seed) -> State``,
+``step(state) -> (State, StepInfo)`` and ``run(problem, config, seed) -> FitResult``, where
+``run`` is only a loop over ``step`` with a progress bar and checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyro
+import pyro.poutine as poutine
+import torch
+from torch import Tensor
+
+from ..data.base import Dataset, as_tensor_dict
+from ..models.base import GenerativeModel
+
+__all__ = ["Problem", "make_problem", "FitResult", "StepInfo", "Engine", "resolve_device",
+           "num_threads", "param_scope", "latent_sites", "enumerated_sites",
+           "max_plate_nesting"]
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; an absent CUDA device fails clearly."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") \
+            from error
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={str(device)!r} was requested but CUDA is not available "
+                "(torch.cuda.is_available() is False: no GPU, or a CPU-only torch build); "
+                "use device='cpu', or device='auto' to pick CUDA only when present"
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device={str(device)!r} does not exist: only "
+                               f"{torch.cuda.device_count()} CUDA device(s) are visible")
+    elif resolved.type != "cpu":
+        raise ValueError(f"unsupported device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'")
+    return resolved
+
+
+@contextlib.contextmanager
+def num_threads(count: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count (``None`` leaves it alone)."""
+    if count is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def param_scope(state: dict | None) -> Iterator[dict]:
+    """Run with a private Pyro param store (``state``), leaving the global one untouched."""
+    with pyro.get_param_store().scope(state) as scoped:
+        yield scoped
+
+
+class StepInfo(NamedTuple):
+    """What one engine step reports.
+
+    Attributes:
+        loss: The objective at this step (negative ELBO for SVI, negative mean
+            log-likelihood for EM, potential energy for MCMC).
+        extras: Engine-specific scalars (``log_likelihood``, ``accept_prob``, ...).
+    """
+
+    loss: float
+    extras: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A model bound to its data: what every engine consumes.
+
+    Attributes:
+        model: Callable taking the data as keyword arguments (a zoo model's ``model``
+            method, or a user's plain Pyro function).
+        guide: The model's own guide (user-given, or a zoo model's amortised/exact guide),
+            or ``None``.
+        data: Keyword data arguments (tensors on the target device).
+        observed: Names of observed sample sites.
+        module: The zoo :class:`GenerativeModel`, when there is one.
+        name: Display name.
+        device: Where the data and parameters live.
+    """
+
+    model: Callable[..., Any]
+    guide: Callable[..., Any] | None
+    data: Mapping[str, Any]
+    observed: tuple[str, ...]
+    module: GenerativeModel | None
+    name: str
+    device: torch.device
+
+    def trace(self, **overrides: Any) -> poutine.Trace:
+        """One prior trace of the model (observed sites fixed to the data)."""
+        with poutine.block():
+            return poutine.trace(self.model).get_trace(**{**self.data, **overrides})
+
+
+def _bind_data(fn: Callable[..., Any], data: dict[str, Any], *, strict: bool,
+               name: str) -> dict[str, Any]:
+    """Keep the data keys ``fn`` accepts; with ``strict``, unknown keys are an error."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins, C callables: pass everything
+        return data
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return data
+    unknown = [k for k in data if k not in params]
+    if unknown and strict:
+        raise ValueError(
+            f"data key(s) {', '.join(unknown)} are not arguments of model {name!r}, whose "
+            f"arguments are: {', '.join(params) or '(none)'}; rename the keys to match"
+        )
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k not in data]
+    if missing:
+        raise ValueError(f"model {name!r} needs data argument(s) {', '.join(missing)} "
+                         f"but got only: {', '.join(data) or '(none)'}")
+    return {k: v for k, v in data.items() if k in params}
+
+
+def make_problem(model: GenerativeModel | Callable[..., Any],
+                 data: Dataset | Mapping[str, Any] | None = None, *,
+                 guide: Callable[..., Any] | None = None,
+                 device: str | torch.device = "auto") -> Problem:
+    """Bind a zoo model or a plain Pyro model function to its data on a device.
+
+    Checks the data (NaN/inf, the keys the model accepts) and runs the model once, so a
+    shape mismatch fails here with the model's own message rather than mid-fit.
+    """
+    device = resolve_device(device)
+    strict = not isinstance(data, Dataset)
+    tensors = as_tensor_dict(data, device=device)
+    if isinstance(model, GenerativeModel):
+        module = model.to(device)
+        name = type(model).__name__
+        variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        accepted = set(module.data_keys) | {
+            n for n, p in inspect.signature(module.model).parameters.items()
+            if p.kind not in variadic}
+        tensors = {k: v for k, v in tensors.items() if k in accepted}
+        missing = [k for k in module.data_keys if k not in tensors]
+        if missing:
+            raise ValueError(f"model {name} needs data argument(s) {', '.join(missing)}; "
+                             f"got: {', '.join(tensors) or '(none)'}")
+        model_fn = module.model
+        own_guide = guide or (module.guide if module.has_local_guide else None)
+    elif callable(model):
+        module = None
+        name = getattr(model, "__name__", type(model).__name__)
+        tensors = _bind_data(model, tensors, strict=strict, name=name)
+        model_fn, own_guide = model, guide
+    else:
+        raise TypeError(f"model must be a ppl_gen model or a Pyro model function, got "
+                        f"{type(model).__name__}")
+    problem = Problem(model_fn, own_guide, tensors, (), module, name, device)
+    try:
+        trace = problem.trace()
+    except (ValueError, RuntimeError, IndexError) as error:
+        raise ValueError(f"model {name!r} failed on the given data: {error}") from error
+    observed = tuple(n for n, s in trace.nodes.items()
+                     if s["type"] == "sample" and s["is_observed"])
+    if not observed:
+        raise ValueError(f"model {name!r} has no observed sample site with the given data "
+                         f"(keys: {', '.join(tensors) or 'none'}); pass the observations "
+                         "under the model's argument names")
+    return Problem(model_fn, own_guide, tensors, observed, module, name, device)
+
+
+def latent_sites(trace: poutine.Trace) -> list[str]:
+    """Unobserved, non-enumerated sample sites (what MCMC and autoguides infer)."""
+    return [n for n, s in trace.nodes.items()
+            if s["type"] == "sample" and not s["is_observed"]
+            and not s["infer"].get("enumerate") and not s["infer"].get("_deterministic")
+            and not type(s["fn"]).__name__ == "_Subsample"]
+
+
+def enumerated_sites(trace: poutine.Trace) -> list[str]:
+    """Sites marked ``infer={"enumerate": ...}`` (summed out by TraceEnum_ELBO and NUTS)."""
+    return [n for n, s in trace.nodes.items()
+            if s["type"] == "sample" and s["infer"].get("enumerate")]
+
+
+def max_plate_nesting(trace: poutine.Trace) -> int:
+    """Deepest plate nesting among sample sites (needed for enumeration and vectorising)."""
+    depth = 0
+    for site in trace.nodes.values():
+        if site["type"] == "sample":
+            dims = [-f.dim for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None]
+            depth = max([depth, *dims])
+    return depth
+
+
+class Engine(NamedTuple):
+    """An inference engine's three layers plus a one-line description."""
+
+    init: Callable[..., Any]
+    step: Callable[..., Any]
+    run: Callable[..., FitResult]
+    description: str
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The immutable outcome of ``fit``.
+
+    Attributes:
+        engine: ``"svi"``, ``"em"``, ``"nuts"`` or ``"hmc"``.
+        problem: The model bound to its data.
+        config: The frozen engine config used.
+        seed: The seed the fit ran under.
+        history: Per-step scalars (``loss``; ``elbo`` for SVI; ``log_likelihood`` for EM).
+        samples: MCMC draws, constrained, each shaped (chain, draw, *site_shape); ``None``
+            for optimisers.
+        sample_stats: Per-draw MCMC statistics shaped (chain, draw): ``diverging``,
+            ``step_size``, ``accept_prob``, ``potential_energy``.
+        guide: The fitted guide (SVI), or ``None``.
+        param_state: Private Pyro param-store state of the fit (for user models with
+            ``pyro.param``; zoo models keep their parameters in the module).
+        info: Wall time, convergence flag, iteration counts, divergences...
+    """
+
+    engine: str
+    problem: Problem
+    config: Any
+    seed: int
+    history: dict[str, np.ndarray]
+    samples: dict[str, Tensor] | None = None
+    sample_stats: dict[str, np.ndarray] | None = None
+    guide: Callable[..., Any] | None = None
+    param_state: dict | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> Any:
+        """The fitted zoo model, or the user's model function."""
+        return self.problem.module if self.problem.module is not None else self.problem.model
+
+    def __repr__(self) -> str:
+        keys = ", ".join(self.samples) if self.samples else ""
+        extra = f", samples=[{keys}]" if keys else ""
+        return (f"FitResult(engine={self.engine!r}, model={self.problem.name!r}, "
+                f"steps={len(next(iter(self.history.values()), []))}{extra})")

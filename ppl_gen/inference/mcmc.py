@@ -1,0 +1,178 @@
+"""The MCMC engine: Pyro's NUTS and HMC kernels, several chains, per-draw statistics.
+
+Chains run in this process one after another within each iteration (no worker processes:
+Pyro's multiprocessing chains are fragile, pyro#2315), each with its own kernel, step size
+and mass-matrix adaptation. Discrete sites marked for enumeration are marginalised by the
+kernel. A much faster vectorised many-chain engine is separate work; this one defines the
+interface and is the correctness reference.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer.autoguide import init_to_median, init_to_sample, init_to_uniform
+from pyro.infer.mcmc import HMC, NUTS
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+from torch import Tensor
+
+from ..config import MCMCConfig
+from .base import Engine, FitResult, Problem, StepInfo, latent_sites, max_plate_nesting, \
+    num_threads
+from .predictive import evaluate_draws
+from .progress import progress_bar
+
+__all__ = ["MCMCState", "init", "step", "run", "ENGINE_NUTS", "ENGINE_HMC"]
+
+_INIT_STRATEGIES = {"median": init_to_median, "uniform": init_to_uniform,
+                    "prior": init_to_sample}
+
+
+class MCMCState(NamedTuple):
+    """State between MCMC iterations.
+
+    Attributes:
+        problem: The model bound to its data.
+        config: The MCMC config.
+        kernels: One adapted Pyro kernel per chain (mutable Pyro objects: this state is a
+            handle, not a value).
+        params: Current unconstrained position of each chain.
+        iteration: Iterations done (warmup included).
+    """
+
+    problem: Problem
+    config: MCMCConfig
+    kernels: list[MCMCKernel]
+    params: list[dict[str, Tensor]]
+    iteration: int
+
+
+def _kernel(problem: Problem, config: MCMCConfig) -> MCMCKernel:
+    nesting = max_plate_nesting(problem.trace())
+    common: dict[str, Any] = dict(
+        step_size=config.step_size, adapt_step_size=True,
+        adapt_mass_matrix=config.adapt_mass_matrix, full_mass=config.full_mass,
+        target_accept_prob=config.target_accept_prob, jit_compile=config.jit_compile,
+        ignore_jit_warnings=True, init_strategy=_INIT_STRATEGIES[config.init_strategy](),
+        max_plate_nesting=nesting)
+    if config.kernel == "nuts":
+        return NUTS(problem.model, max_tree_depth=config.max_tree_depth, **common)
+    return HMC(problem.model, num_steps=config.num_steps, **common)
+
+
+def init(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> MCMCState:
+    """Set up one kernel per chain, each from its own seeded initial point."""
+    config = config or MCMCConfig()
+    if not latent_sites(problem.trace()):
+        raise ValueError(f"model {problem.name!r} has no latent sample sites to sample: "
+                         "MCMC needs priors on its parameters (e.g. bayesian_gmm, not gmm); "
+                         "fit point parameters with 'svi' or 'em'")
+    kernels, params = [], []
+    for chain in range(config.num_chains):
+        pyro.set_rng_seed(seed + 1000 * chain)  # distinct, reproducible initial points
+        kernel = _kernel(problem, config)
+        kernel.setup(config.num_warmup, **problem.data)
+        kernels.append(kernel)
+        params.append(kernel.initial_params)
+    pyro.set_rng_seed(seed)
+    return MCMCState(problem, config, kernels, params, 0)
+
+
+def _chain_step(kernel: MCMCKernel, params: dict[str, Tensor], warmup: bool
+                ) -> tuple[dict[str, Tensor], dict[str, float]]:
+    # Pyro keeps per-iteration statistics only as running aggregates; read them around the
+    # call. (_divergences, _mean_accept_prob and _t are private to HMC/NUTS.)
+    divergences_before = len(kernel._divergences)
+    t_before, mean_before = kernel._t, kernel._mean_accept_prob
+    step_size = float(kernel.step_size)
+    params = kernel.sample(params)
+    n = kernel._t - kernel._warmup_steps if kernel._t > kernel._warmup_steps else kernel._t
+    if n <= 1 or (not warmup and t_before == kernel._warmup_steps):
+        accept = kernel._mean_accept_prob
+    else:
+        accept = kernel._mean_accept_prob * n - mean_before * (n - 1)
+    stats = {
+        "diverging": float(len(kernel._divergences) > divergences_before),
+        "accept_prob": float(min(max(accept, 0.0), 1.0)),
+        "step_size": step_size,
+        "potential_energy": float(kernel._potential_energy_last),
+    }
+    return params, stats
+
+
+def step(state: MCMCState) -> tuple[MCMCState, StepInfo]:
+    """One iteration of every chain. ``StepInfo.extras`` holds per-chain statistics as
+    arrays under ``diverging``, ``accept_prob``, ``step_size`` and ``potential_energy``."""
+    warmup = state.iteration < state.config.num_warmup
+    new_params, per_chain = [], []
+    for kernel, params in zip(state.kernels, state.params):
+        params, stats = _chain_step(kernel, params, warmup)
+        new_params.append(params)
+        per_chain.append(stats)
+    extras = {k: np.array([s[k] for s in per_chain]) for k in per_chain[0]}
+    loss = float(extras["potential_energy"].mean())
+    return state._replace(params=new_params, iteration=state.iteration + 1), \
+        StepInfo(loss, extras)
+
+
+def _constrain(kernel: MCMCKernel, params: dict[str, Tensor]) -> dict[str, Tensor]:
+    out = {}
+    for name, value in params.items():
+        transform = kernel.transforms.get(name)
+        out[name] = (transform.inv(value) if transform is not None else value).detach()
+    return out
+
+
+def run(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> FitResult:
+    """Warm up, then draw ``num_samples`` per chain; returns draws shaped (chain, draw, ...)
+    with deterministic sites evaluated at every draw."""
+    config = config or MCMCConfig()
+    start = time.perf_counter()
+    total = config.num_warmup + config.num_samples
+    with num_threads(config.num_threads):
+        state = init(problem, config, seed)
+        draws: list[list[dict[str, Tensor]]] = [[] for _ in range(config.num_chains)]
+        stats: list[dict[str, np.ndarray]] = []
+        bar = progress_bar(total, f"{config.kernel.upper()} x{config.num_chains}",
+                           enabled=config.progress_bar)
+        for _ in range(total):
+            state, info = step(state)
+            if state.iteration > config.num_warmup:
+                for chain, (kernel, params) in enumerate(zip(state.kernels, state.params)):
+                    draws[chain].append(_constrain(kernel, params))
+                stats.append(info.extras)
+            bar.update(energy=info.loss)
+        bar.close()
+        for kernel in state.kernels:
+            kernel.cleanup()
+        samples = {name: torch.stack([torch.stack([d[name] for d in chain])
+                                      for chain in draws])
+                   for name in draws[0][0]}
+        samples.update(_deterministic(problem, samples, seed))
+    sample_stats = {k: np.stack([s[k] for s in stats], axis=1) for k in stats[0]}
+    sample_stats["diverging"] = sample_stats["diverging"].astype(bool)
+    info = {"wall_time": time.perf_counter() - start,
+            "num_divergences": int(sample_stats["diverging"].sum()),
+            "divergences_per_chain": sample_stats["diverging"].sum(1).tolist(),
+            "step_size_per_chain": [float(k.step_size) for k in state.kernels],
+            "mean_accept_prob": float(sample_stats["accept_prob"].mean())}
+    history = {"loss": sample_stats["potential_energy"].mean(0)}
+    return FitResult(config.kernel, problem, config, seed, history, samples=samples,
+                     sample_stats=sample_stats, info=info)
+
+
+def _deterministic(problem: Problem, samples: dict[str, Tensor], seed: int
+                   ) -> dict[str, Tensor]:
+    num_chains, num_draws = next(iter(samples.values())).shape[:2]
+    flat = {k: v.reshape(num_chains * num_draws, *v.shape[2:]) for k, v in samples.items()}
+    values = evaluate_draws(problem, flat, seed=seed, log_likelihood=False,
+                            posterior_predictive=False).deterministic
+    return {k: v.reshape(num_chains, num_draws, *v.shape[1:]) for k, v in values.items()}
+
+
+ENGINE_NUTS = Engine(init, step, run, "No-U-Turn sampler (Pyro NUTS), several chains")
+ENGINE_HMC = Engine(init, step, run, "Hamiltonian Monte Carlo, fixed path length (Pyro HMC)")

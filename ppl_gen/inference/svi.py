@@ -1,0 +1,205 @@
+"""The SVI engine: every gradient-trained model goes through it.
+
+Wraps ``pyro.infer.SVI`` with the ELBO variants (Trace, TraceMeanField, TraceEnum, Rényi /
+IWAE), autoguides or the model's own guide, minibatching through ``pyro.plate``
+subsampling, a progress bar and a NaN guard.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyro
+import pyro.infer.autoguide as autoguide
+import pyro.optim
+import pyro.poutine as poutine
+from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+
+from ..config import SVIConfig
+from .base import (
+    Engine,
+    FitResult,
+    Problem,
+    StepInfo,
+    enumerated_sites,
+    latent_sites,
+    max_plate_nesting,
+    num_threads,
+    param_scope,
+)
+from .progress import progress_bar
+
+__all__ = ["SVIState", "init", "step", "run", "build_guide", "build_loss", "ENGINE"]
+
+
+class SVIState(NamedTuple):
+    """State between SVI steps.
+
+    Attributes:
+        svi: The ``pyro.infer.SVI`` object (its optimiser holds Adam's moments).
+        guide: The guide being fitted.
+        problem: The model bound to its data.
+        param_state: The fit's private param store (shared, updated in place by Pyro).
+        step_kwargs: Extra keyword arguments for each step (``subsample_size``).
+        num_steps: Steps taken so far.
+    """
+
+    svi: SVI
+    guide: Callable[..., Any]
+    problem: Problem
+    param_state: dict
+    step_kwargs: dict[str, Any]
+    num_steps: int
+
+
+def _empty_guide(*args: Any, **kwargs: Any) -> None:
+    """Guide of a model with no latent sites: the ELBO is then the exact log-likelihood."""
+
+
+_AUTOGUIDES = {
+    "normal": autoguide.AutoNormal,
+    "mvn": autoguide.AutoMultivariateNormal,
+    "lowrank": autoguide.AutoLowRankMultivariateNormal,
+    "delta": autoguide.AutoDelta,
+}
+
+
+def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
+    """The guide named by ``config.guide`` (see :class:`~ppl_gen.config.SVIConfig`)."""
+    trace = problem.trace()
+    latents = latent_sites(trace)
+    kind = config.guide
+    if kind == "model":
+        if problem.guide is None:
+            raise ValueError(f"guide='model' but model {problem.name!r} has no guide of its "
+                             "own; pass guide=... or use an autoguide (normal, mvn, lowrank, "
+                             "delta)")
+        return problem.guide
+    if kind == "auto":
+        if problem.guide is not None:
+            return problem.guide
+        if not latents:
+            return _empty_guide
+        kind = "normal"
+    if not latents:
+        raise ValueError(f"guide={config.guide!r} needs latent sites, but model "
+                         f"{problem.name!r} has none (all its sites are observed or "
+                         "enumerated); use guide='auto'")
+    hidden = enumerated_sites(trace)
+    target = poutine.block(problem.model, hide=hidden) if hidden else problem.model
+    cls = _AUTOGUIDES[kind]
+    init_loc = autoguide.init_to_median(num_samples=15)
+    kwargs: dict[str, Any] = {"init_loc_fn": init_loc}
+    if kind in ("normal", "mvn", "lowrank"):
+        kwargs["init_scale"] = config.init_scale
+    if kind == "lowrank":
+        kwargs["rank"] = config.guide_rank
+    guide = cls(target, **kwargs)
+    if problem.module is not None:
+        guide.to(problem.device)
+    return guide
+
+
+def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
+    """The ELBO named by ``config.loss``; ``"auto"`` sums out enumerated sites if any."""
+    trace = problem.trace()
+    nesting = max_plate_nesting(trace)
+    enumerated = enumerated_sites(trace)
+    loss = config.loss
+    if loss == "auto":
+        loss = "enum" if enumerated else "trace"
+    if enumerated and loss != "enum":
+        raise ValueError(f"model {problem.name!r} has discrete sites marked for enumeration "
+                         f"({', '.join(enumerated)}); use loss='enum' (or 'auto')")
+    common = {"num_particles": config.num_particles, "max_plate_nesting": nesting}
+    if loss == "trace":
+        return Trace_ELBO(**common)
+    if loss == "meanfield":
+        return TraceMeanField_ELBO(**common)
+    if loss == "enum":
+        return TraceEnum_ELBO(**common)
+    if loss == "renyi":
+        return RenyiELBO(alpha=config.renyi_alpha, **common)
+    return RenyiELBO(alpha=0.0, **common)  # iwae
+
+
+def _optimizer(config: SVIConfig) -> pyro.optim.PyroOptim:
+    if config.optimizer == "clipped_adam":
+        return pyro.optim.ClippedAdam({"lr": config.learning_rate, "clip_norm": config.clip_norm})
+    return pyro.optim.Adam({"lr": config.learning_rate})
+
+
+def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SVIState:
+    """Build guide, loss and optimiser in a fresh private param store."""
+    config = config or SVIConfig()
+    pyro.set_rng_seed(seed)
+    with param_scope(None) as state:
+        guide = build_guide(problem, config)
+        loss = build_loss(problem, config)
+        svi = SVI(problem.model, guide, _optimizer(config), loss=loss)
+        step_kwargs: dict[str, Any] = {}
+        if config.batch_size is not None:
+            if "subsample_size" not in _parameters(problem.model):
+                raise ValueError(
+                    f"batch_size was set but model {problem.name!r} takes no subsample_size "
+                    "argument; give it one and pass it to pyro.plate('data', N, "
+                    "subsample_size=subsample_size), or leave batch_size=None")
+            step_kwargs["subsample_size"] = config.batch_size
+    return SVIState(svi, guide, problem, state, step_kwargs, 0)
+
+
+def _parameters(fn: Callable[..., Any]) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def step(state: SVIState) -> tuple[SVIState, StepInfo]:
+    """One optimiser step on the (minibatch) ELBO; raises on a non-finite loss."""
+    with param_scope(state.param_state):
+        loss = state.svi.step(**state.problem.data, **state.step_kwargs)
+    if not np.isfinite(loss):
+        raise FloatingPointError(
+            f"SVI loss became {loss} at step {state.num_steps + 1} for model "
+            f"{state.problem.name!r}; lower learning_rate, use optimizer='clipped_adam', or "
+            "check the data scale")
+    new_state = state._replace(num_steps=state.num_steps + 1)
+    return new_state, StepInfo(loss, {"elbo": -loss})
+
+
+def evaluate_loss(state: SVIState) -> float:
+    """The current loss on the full data without taking a step."""
+    with param_scope(state.param_state):
+        return float(state.svi.evaluate_loss(**state.problem.data))
+
+
+def run(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> FitResult:
+    """``init`` then ``config.num_steps`` calls to ``step``."""
+    config = config or SVIConfig()
+    start = time.perf_counter()
+    with num_threads(config.num_threads):
+        state = init(problem, config, seed)
+        losses = []
+        bar = progress_bar(config.num_steps, "SVI", enabled=config.progress_bar)
+        for index in range(config.num_steps):
+            state, info = step(state)
+            if index % config.log_every == 0 or index == config.num_steps - 1:
+                losses.append(info.loss)
+            bar.update(loss=info.loss)
+        bar.close()
+    losses_arr = np.asarray(losses)
+    history = {"loss": losses_arr, "elbo": -losses_arr}
+    info = {"wall_time": time.perf_counter() - start, "num_steps": config.num_steps,
+            "final_loss": float(losses_arr[-1]),
+            "guide": type(state.guide).__name__ if not inspect.isfunction(state.guide)
+            else state.guide.__name__, "loss": type(getattr(state.svi.loss, "__self__", state.svi.loss)).__name__}
+    return FitResult("svi", problem, config, seed, history, guide=state.guide,
+                     param_state=state.param_state, info=info)
+
+
+ENGINE = Engine(init, step, run, "stochastic variational inference (ELBO, IWAE, Rényi)")

@@ -1,0 +1,51 @@
+"""The model zoo. Every entry of ``MODELS`` is a :class:`GenerativeModel` class with a
+``from_dataset`` constructor; one contract test runs over all of them."""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import GenerativeModel
+from .eight_schools import EightSchools
+from .linear_gaussian import PPCA, FactorAnalysis, ppca_closed_form
+from .mixture import GaussianMixture
+from .regression import BayesianLinearRegression, BayesianLogisticRegression
+
+__all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
+           "BayesianLinearRegression", "BayesianLogisticRegression", "GaussianMixture", "PPCA",
+           "FactorAnalysis", "ppca_closed_form", "build_model"]
+
+MODELS: Registry[type[GenerativeModel]] = Registry("model")
+MODELS.register("eight_schools", "hierarchical normal model, non-centered (Rubin 1981)")(
+    EightSchools)
+MODELS.register("eight_schools_centered",
+                "hierarchical normal model, centered (the funnel: NUTS diverges)")(
+    lambda **kw: EightSchools(centered=True, **kw))
+MODELS.register("linear_regression", "Bayesian linear regression (known noise: conjugate)")(
+    BayesianLinearRegression)
+MODELS.register("logistic_regression", "Bayesian logistic regression")(
+    BayesianLogisticRegression)
+MODELS.register("gmm", "Gaussian mixture, point parameters (EM, SVI with enumerated z)")(
+    GaussianMixture)
+MODELS.register("bayesian_gmm", "Gaussian mixture with priors, z marginalised (NUTS, VI)")(
+    lambda **kw: GaussianMixture(priors=True, **kw))
+MODELS.register("ppca", "probabilistic PCA (Tipping & Bishop 1999)")(PPCA)
+MODELS.register("factor_analysis", "factor analysis, diagonal noise")(FactorAnalysis)
+
+# Factories built with lambda need from_dataset too: give them the class's, with the variant.
+MODELS["eight_schools_centered"].from_dataset = (  # type: ignore[attr-defined]
+    lambda ds, **kw: EightSchools.from_dataset(ds, centered=True, **kw))
+MODELS["bayesian_gmm"].from_dataset = (  # type: ignore[attr-defined]
+    lambda ds, **kw: GaussianMixture.from_dataset(ds, priors=True, **kw))
+
+#: The dataset each model is demonstrated on (``ppl-gen fit MODEL`` without ``--data``).
+DEFAULT_DATASETS = {
+    "eight_schools": "eight_schools", "eight_schools_centered": "eight_schools",
+    "linear_regression": "diabetes", "logistic_regression": "breast_cancer",
+    "gmm": "gaussian_mixture", "bayesian_gmm": "gaussian_mixture", "ppca": "digits",
+    "factor_analysis": "digits",
+}
+
+
+def build_model(name: str, dataset: object, **kwargs: object) -> GenerativeModel:
+    """``MODELS[name].from_dataset(dataset, **kwargs)`` with the registry's error on typos."""
+    return MODELS[name].from_dataset(dataset, **kwargs)

@@ -1,0 +1,106 @@
+"""The model contract shared by every zoo model.
+
+A model is a :class:`pyro.nn.PyroModule` with ``model(**data)`` (the joint p(x, z); the
+observed site left ``None`` samples it) and ``guide(**data)`` (q(z | x); empty for models
+without local latents). Models hold no optimiser, loop or data loading.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import pyro
+import torch
+from pyro.nn import PyroModule
+from torch import Tensor
+
+__all__ = ["GenerativeModel", "check_data_keys"]
+
+
+def check_data_keys(name: str, required: tuple[str, ...], data: Mapping[str, Any]) -> None:
+    """Raise a clear error when a dataset lacks the tensors a model needs."""
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ValueError(
+            f"model {name!r} needs data tensor(s) {', '.join(required)} but the data has "
+            f"{', '.join(data) or 'none'} (missing: {', '.join(missing)}); pick a dataset that "
+            f"provides them (ppl-gen list)"
+        )
+
+
+def _in_pyro_context(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``method`` inside the module's Pyro context, so that PyroParam and PyroSample
+    attributes become ``pyro.param``/``pyro.sample`` sites (and a PyroSample is drawn once
+    per call) even when ``model``/``guide`` is called directly rather than via ``__call__``."""
+
+    @functools.wraps(method)
+    def wrapper(self: PyroModule, *args: Any, **kwargs: Any) -> Any:
+        with self._pyro_context:
+            return method(self, *args, **kwargs)
+
+    wrapper._in_pyro_context = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class GenerativeModel(PyroModule):
+    """Base class: ``model`` defines p(x, z); ``guide`` defines q(z | x).
+
+    Class attributes:
+        observed: Name of the observed sample site (``"x"`` for density models, ``"y"`` for
+            supervised models that condition on covariates ``x``).
+        data_keys: Keyword data arguments the model needs when fitting.
+        likelihood: ``"exact"`` when :meth:`log_prob` is the exact marginal log-likelihood,
+            ``"bound"`` when only a bound or estimator exists, ``"implicit"`` for samplers.
+        has_local_guide: True when :meth:`guide` is a real q(z | x) for local latents.
+    """
+
+    observed: ClassVar[str] = "x"
+    data_keys: ClassVar[tuple[str, ...]] = ("x",)
+    likelihood: ClassVar[str] = "exact"
+    has_local_guide: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("model", "guide"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_in_pyro_context", False):
+                setattr(cls, name, _in_pyro_context(method))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    def model(self, **data: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def guide(self, **data: Any) -> None:
+        """Empty guide: the model has no latent sites of its own to approximate."""
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, **kwargs: Any) -> GenerativeModel:
+        """Build the model with sizes read from ``dataset`` (a Dataset or dict)."""
+        check_data_keys(cls.__name__, cls.data_keys, getattr(dataset, "tensors", dataset))
+        return cls(**kwargs)
+
+    def log_prob(self, **data: Any) -> Tensor:
+        """Per-datum log p(x) (exact models); others raise ``NotImplementedError``."""
+        raise NotImplementedError(f"{type(self).__name__} has no tractable log_prob")
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, **data: Any) -> Tensor:
+        """Draws of the observed site from the prior predictive, shaped (num_samples, ...)."""
+        data = {k: v for k, v in data.items() if k != self.observed}
+        predictive = pyro.infer.Predictive(self.model, num_samples=num_samples,
+                                           return_sites=[self.observed])
+        return predictive(**data)[self.observed]
+
+    def extra_repr(self) -> str:
+        return f"observed={self.observed!r}, likelihood={self.likelihood!r}"
+
+
+def _device_of(*tensors: Any) -> torch.device:
+    for t in tensors:
+        if isinstance(t, Tensor):
+            return t.device
+    return torch.device("cpu")
