@@ -40,7 +40,8 @@ def fit(model: GenerativeModel | Callable[..., Any],
             keyword arguments are the data (``def model(x, y=None): ...``).
         data: A :class:`~ppl_gen.data.Dataset` or a dict of the model's keyword arguments.
         engine: One of ``ENGINES``: ``"svi"``, ``"em"``, ``"nuts"``, ``"hmc"``.
-        guide: Your own guide for SVI (default: the model's guide or an autoguide).
+        guide: Your own guide function for SVI, or an autoguide name (``"normal"``,
+            ``"mvn"``, ``"lowrank"``, ``"delta"``); default: the model's guide or AutoNormal.
         config: An engine config (``SVIConfig``, ``EMConfig``, ``MCMCConfig``); or give its
             fields as keyword ``options`` instead.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
@@ -59,6 +60,8 @@ def fit(model: GenerativeModel | Callable[..., Any],
         (1, 50)
     """
     runner = ENGINES[engine]
+    if isinstance(guide, str):  # fit(..., guide="mvn") names an autoguide: a config option
+        options["guide"], guide = guide, None
     if config is None:
         config = config_from_dict(engine, options)
     else:

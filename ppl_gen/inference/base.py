@@ -179,7 +179,8 @@ def make_problem(model: GenerativeModel | Callable[..., Any],
     except (ValueError, RuntimeError, IndexError) as error:
         raise ValueError(f"model {name!r} failed on the given data: {error}") from error
     observed = tuple(n for n, s in trace.nodes.items()
-                     if s["type"] == "sample" and s["is_observed"])
+                     if s["type"] == "sample" and s["is_observed"]
+                     and not s["infer"].get("_deterministic"))
     if not observed:
         raise ValueError(f"model {name!r} has no observed sample site with the given data "
                          f"(keys: {', '.join(tensors) or 'none'}); pass the observations "

@@ -23,6 +23,21 @@ __all__ = ["DrawEvaluation", "evaluate_draws", "draw_from_guide"]
 _DRAW_PLATE = "_ppl_gen_draws"
 
 
+class _ReplicateObservations(poutine.messenger.Messenger):
+    """Sample observed sites afresh (posterior predictive), like ``poutine.uncondition``
+    but leaving ``pyro.deterministic`` sites alone (they are observed Deltas to Pyro)."""
+
+    def _pyro_sample(self, msg: Any) -> None:
+        if msg["is_observed"] and not msg["infer"].get("_deterministic"):
+            msg["is_observed"] = False
+            msg["value"] = None
+            msg["done"] = False
+
+
+def _replicate(model: Any) -> Any:
+    return _ReplicateObservations()(model)
+
+
 class DrawEvaluation(NamedTuple):
     """Model quantities at S draws, each shaped (S, ...).
 
@@ -59,9 +74,10 @@ def _vectorised(problem: Problem, draws: dict[str, Tensor], nesting: int, uncond
             continue
         batch_rank = len(site["fn"].batch_shape)
         reshaped[name] = value.reshape((num,) + (1,) * (nesting - batch_rank) + value.shape[1:])
-    model = poutine.condition(problem.model, reshaped)
-    if uncondition:
-        model = poutine.uncondition(model)
+    # uncondition must sit inside condition: it would otherwise also free the latent
+    # sites that condition fixes (both mark sites observed).
+    base = _replicate(problem.model) if uncondition else problem.model
+    model = poutine.condition(base, reshaped)
 
     def vectorised(**kwargs: Any) -> Any:
         with pyro.plate(_DRAW_PLATE, num, dim=-nesting - 1):
@@ -75,9 +91,8 @@ def _loop(problem: Problem, draws: dict[str, Tensor], uncondition: bool) -> list
     num = next(iter(draws.values())).shape[0]
     traces = []
     for index in range(num):
-        model = poutine.condition(problem.model, _single(draws, index))
-        if uncondition:
-            model = poutine.uncondition(model)
+        base = _replicate(problem.model) if uncondition else problem.model
+        model = poutine.condition(base, _single(draws, index))
         with poutine.block():
             traces.append(poutine.trace(model).get_trace(**problem.data))
     return traces

@@ -36,6 +36,26 @@ from .progress import progress_bar
 __all__ = ["SVIState", "init", "step", "run", "build_guide", "build_loss", "ENGINE"]
 
 
+class _SVI(SVI):
+    """``pyro.infer.SVI`` whose step also accepts plain ``nn.Parameter`` param sites.
+
+    Under ``module_local_params`` Pyro's ``SVI.step`` calls ``value.unconstrained()`` on
+    every param site, which plain ``nn.Parameter`` attributes of PyroModules (the ``loc`` of
+    ``AutoMultivariateNormal``) do not have; such a parameter is its own unconstrained value.
+    """
+
+    def step(self, *args: Any, **kwargs: Any) -> float:
+        with poutine.trace(param_only=True) as capture:
+            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        params = set()
+        for site in capture.trace.nodes.values():
+            value = site["value"]
+            params.add(value.unconstrained() if hasattr(value, "unconstrained") else value)
+        self.optim(params)
+        pyro.infer.util.zero_grads(params)
+        return float(loss) if isinstance(loss, (int, float)) else float(loss.item())
+
+
 class SVIState(NamedTuple):
     """State between SVI steps.
 
@@ -128,8 +148,14 @@ def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
 
 
 def _optimizer(config: SVIConfig) -> pyro.optim.PyroOptim:
-    if config.optimizer == "clipped_adam":
-        return pyro.optim.ClippedAdam({"lr": config.learning_rate, "clip_norm": config.clip_norm})
+    decay = 1.0
+    if config.final_learning_rate is not None:
+        decay = (config.final_learning_rate / config.learning_rate) ** (1.0 / config.num_steps)
+    if config.optimizer == "clipped_adam" or decay != 1.0:
+        # Without the adam option, clip_norm is set so large that it never binds.
+        clip = config.clip_norm if config.optimizer == "clipped_adam" else 1e12
+        return pyro.optim.ClippedAdam({"lr": config.learning_rate, "clip_norm": clip,
+                                       "lrd": decay})
     return pyro.optim.Adam({"lr": config.learning_rate})
 
 
@@ -140,7 +166,7 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
     with param_scope(None) as state:
         guide = build_guide(problem, config)
         loss = build_loss(problem, config)
-        svi = SVI(problem.model, guide, _optimizer(config), loss=loss)
+        svi = _SVI(problem.model, guide, _optimizer(config), loss=loss)
         step_kwargs: dict[str, Any] = {}
         if config.batch_size is not None:
             if "subsample_size" not in _parameters(problem.model):

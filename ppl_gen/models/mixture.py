@@ -155,7 +155,7 @@ class GaussianMixture(GenerativeModel):
             from sklearn.cluster import KMeans
 
             labels = KMeans(K, n_init=1, random_state=seed).fit(x.cpu().double().numpy()).labels_
-            resp = torch.nn.functional.one_hot(torch.as_tensor(labels), K).to(x)
+            resp = torch.nn.functional.one_hot(torch.as_tensor(labels).long(), K).to(x)
         elif init == "random":
             g = torch.Generator().manual_seed(seed)
             resp = torch.rand(N, K, generator=g).to(x)

@@ -1,0 +1,204 @@
+"""The only module that imports ArviZ.
+
+Builds ``arviz.InferenceData`` with ``from_dict`` (portable across the 0.x line and close
+to ``arviz_base.from_dict`` in 1.x) and wraps the few ArviZ statistics ppl_gen uses, so a
+move to ArviZ 1.x (DataTree) touches this file alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..inference.base import FitResult
+from ..inference.predictive import draw_from_guide, evaluate_draws
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)  # 0.23's notice about the 1.x refactor
+    import arviz as az
+
+__all__ = ["to_inference_data", "arviz_summary", "psis_khat", "loo", "waic", "ess", "rhat",
+           "mcse", "ARVIZ_VERSION"]
+
+ARVIZ_VERSION = az.__version__
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence ArviZ's warnings and its logger (it logs, e.g., that one chain gives no
+    R-hat; ppl_gen reports that itself)."""
+    logger = logging.getLogger("arviz")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _np(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _with_chain(values: dict[str, torch.Tensor], num_chains: int) -> dict[str, np.ndarray]:
+    """(S, ...) -> (chain, S // chain, ...)."""
+    out = {}
+    for name, value in values.items():
+        array = _np(value)
+        out[name] = array.reshape((num_chains, array.shape[0] // num_chains) + array.shape[1:])
+    return out
+
+
+def _point_parameters(result: FitResult) -> dict[str, torch.Tensor]:
+    module = result.problem.module
+    if module is None:
+        return {}
+    names = [n.removesuffix("_unconstrained") for n, _ in module.named_parameters()]
+    return {n.replace(".", "_"): getattr(module, n) for n in names if "." not in n}
+
+
+def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int = 0,
+                      log_likelihood: bool = True, posterior_predictive: bool = True
+                      ) -> az.InferenceData:
+    """Convert a FitResult into ArviZ InferenceData.
+
+    Groups: ``posterior`` (MCMC draws; SVI draws from the guide, including deterministic
+    sites; EM's maximum-likelihood point as one draw), ``sample_stats`` (MCMC: diverging,
+    step_size, acceptance_rate, lp), ``log_likelihood`` (pointwise, so ``az.loo`` and
+    ``az.waic`` work), ``posterior_predictive`` and ``observed_data``.
+
+    Arguments:
+        result: What ``fit`` returned.
+        num_samples: Guide draws for SVI results.
+        seed: Seed for guide and predictive draws.
+        log_likelihood: Include the pointwise log-likelihood group.
+        posterior_predictive: Include replicated data.
+    """
+    problem = result.problem
+    reference = problem.trace()
+    observed = {name: _np(reference.nodes[name]["value"]) for name in problem.observed}
+    groups: dict[str, Any] = {"observed_data": observed}
+    if result.samples is not None:  # MCMC
+        num_chains = next(iter(result.samples.values())).shape[0]
+        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in result.samples.items()}
+        groups["posterior"] = {k: _np(v) for k, v in result.samples.items()}
+        stats = result.sample_stats or {}
+        groups["sample_stats"] = {
+            "diverging": stats["diverging"], "step_size": stats["step_size"],
+            "acceptance_rate": stats["accept_prob"], "lp": -stats["potential_energy"]}
+        draws = {k: v for k, v in flat.items()
+                 if not reference.nodes.get(k, {}).get("infer", {}).get("_deterministic")}
+        evaluated = evaluate_draws(problem, draws, seed=seed, log_likelihood=log_likelihood,
+                                   posterior_predictive=posterior_predictive)
+    elif result.engine == "svi":
+        num_chains = 1
+        draws = draw_from_guide(problem, result.guide, num_samples, seed=seed,
+                                param_state=result.param_state) if result.guide else {}
+        if draws:
+            evaluated = evaluate_draws(problem, draws, seed=seed,
+                                       log_likelihood=log_likelihood,
+                                       posterior_predictive=posterior_predictive)
+            groups["posterior"] = _with_chain({**draws, **evaluated.deterministic}, 1)
+        else:  # maximum likelihood with an empty guide: point parameters only
+            evaluated = None
+        points = _point_parameters(result)
+        if points and not draws:
+            groups["posterior"] = {k: _np(v)[None, None] for k, v in points.items()}
+        if evaluated is None:
+            evaluated = _point_evaluation(result, log_likelihood, posterior_predictive, seed)
+    else:  # EM: the maximum-likelihood point
+        num_chains = 1
+        groups["posterior"] = {k: _np(v)[None, None] for k, v in
+                               _point_parameters(result).items()}
+        evaluated = _point_evaluation(result, log_likelihood, posterior_predictive, seed)
+    if evaluated is not None:
+        if log_likelihood and evaluated.log_likelihood:
+            groups["log_likelihood"] = _with_chain(evaluated.log_likelihood, num_chains)
+        if posterior_predictive and evaluated.posterior_predictive:
+            groups["posterior_predictive"] = _with_chain(evaluated.posterior_predictive,
+                                                         num_chains)
+    with _quiet():
+        idata = az.from_dict(**groups)
+    idata.attrs["engine"] = result.engine
+    idata.attrs["model"] = problem.name
+    return idata
+
+
+def _point_evaluation(result: FitResult, log_likelihood: bool, posterior_predictive: bool,
+                      seed: int) -> Any:
+    """Exact marginal log-likelihood and replicated data at point parameters (EM, MLE)."""
+    from ..inference.predictive import DrawEvaluation
+
+    module, problem = result.problem.module, result.problem
+    loglik, replicated = {}, {}
+    with torch.no_grad():
+        if log_likelihood and module is not None and module.likelihood == "exact":
+            try:
+                loglik = {problem.observed[0]: module.log_prob(**problem.data)[None]}
+            except (NotImplementedError, ValueError):
+                loglik = {}
+        if posterior_predictive and module is not None:
+            torch.manual_seed(seed)
+            observed = problem.data[module.observed]
+            try:
+                replicated = {module.observed: module.sample(observed.shape[0])[None]}
+            except (NotImplementedError, ValueError, RuntimeError):
+                replicated = {}
+    return DrawEvaluation({}, loglik, replicated)
+
+
+# --- thin wrappers over ArviZ statistics -----------------------------------------------
+def arviz_summary(idata: az.InferenceData, *, var_names: list[str] | None = None) -> Any:
+    """``az.summary`` (a pandas DataFrame: mean, sd, hdi, mcse, ess_bulk, ess_tail, r_hat)."""
+    with _quiet():
+        return az.summary(idata, var_names=var_names, round_to="none")
+
+
+def psis_khat(log_weights: np.ndarray) -> float:
+    """Pareto k-hat of importance log-weights (Vehtari et al. 2024, PSIS)."""
+    with _quiet():
+        _, khat = az.psislw(np.asarray(log_weights, dtype=float))
+    return float(khat)
+
+
+def loo(idata: az.InferenceData) -> Any:
+    """PSIS-LOO (``az.loo``) with pointwise values; needs posterior draws."""
+    if "log_likelihood" not in idata.groups():
+        raise ValueError("loo needs a log_likelihood group; convert with log_likelihood=True")
+    if idata.log_likelihood.sizes["chain"] * idata.log_likelihood.sizes["draw"] < 2:
+        raise ValueError("loo needs posterior draws, but this result is a point estimate "
+                         "(EM or maximum likelihood); use the summed log-likelihood instead")
+    with _quiet():
+        return az.loo(idata, pointwise=True)
+
+
+def waic(idata: az.InferenceData) -> Any:
+    """WAIC (``az.waic``)."""
+    with _quiet():
+        return az.waic(idata)
+
+
+def ess(draws: np.ndarray, *, method: str = "bulk") -> float:
+    """Effective sample size of one scalar's draws shaped (chain, draw)."""
+    with _quiet():
+        return float(az.ess(np.asarray(draws), method=method))
+
+
+def rhat(draws: np.ndarray) -> float:
+    """Rank-normalised split R-hat of draws shaped (chain, draw)."""
+    with _quiet():
+        return float(az.rhat(np.asarray(draws)))
+
+
+def mcse(draws: np.ndarray) -> float:
+    """Monte Carlo standard error of the mean of draws shaped (chain, draw)."""
+    with _quiet():
+        return float(az.mcse(np.asarray(draws)))
