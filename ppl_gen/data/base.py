@@ -78,8 +78,9 @@ def as_tensor_dict(
 ) -> dict[str, Any]:
     """Turn a Dataset or a dict of arrays into the model's keyword arguments.
 
-    Floating arrays become tensors of ``dtype`` (torch's default when ``None``); integer
-    arrays stay integer; non-array values (counts, flags) pass through unchanged.
+    Floating arrays become tensors of ``dtype`` (NumPy/list input: torch's default when
+    ``None``; tensors keep theirs); integer arrays stay integer; non-array values (counts,
+    flags) pass through unchanged.
     """
     if data is None:
         return {}
@@ -94,11 +95,11 @@ def as_tensor_dict(
     for key, value in data.items():
         if isinstance(value, (np.ndarray, list, tuple)):
             value = torch.as_tensor(np.asarray(value))
+            if value.is_floating_point() and dtype is None:
+                value = value.to(torch.get_default_dtype())
         if isinstance(value, Tensor):
             if value.is_floating_point() and dtype is not None:
                 value = value.to(dtype)
-            elif value.dtype == torch.float64 and dtype is None:
-                value = value.to(torch.get_default_dtype())
             if device is not None:
                 value = value.to(device)
         out[key] = value

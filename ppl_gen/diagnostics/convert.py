@@ -23,7 +23,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # 0.23's notice about the 1.x refactor
     import arviz as az
 
-__all__ = ["to_inference_data", "arviz_summary", "psis_khat", "loo", "waic", "ess", "rhat",
+__all__ = ["to_inference_data", "read_netcdf", "arviz_summary", "psis_khat", "loo", "waic", "ess", "rhat",
            "mcse", "ARVIZ_VERSION"]
 
 ARVIZ_VERSION = az.__version__
@@ -202,3 +202,9 @@ def mcse(draws: np.ndarray) -> float:
     """Monte Carlo standard error of the mean of draws shaped (chain, draw)."""
     with _quiet():
         return float(az.mcse(np.asarray(draws)))
+
+
+def read_netcdf(path: Any) -> az.InferenceData:
+    """Load InferenceData written by ``save_run``."""
+    with _quiet():
+        return az.from_netcdf(str(path), engine="h5netcdf")

@@ -150,7 +150,13 @@ def make_problem(model: GenerativeModel | Callable[..., Any],
     """
     device = resolve_device(device)
     strict = not isinstance(data, Dataset)
-    tensors = as_tensor_dict(data, device=device)
+    # Data follow a zoo model's floating dtype (float64 data with a float32 model would
+    # otherwise fail deep inside a matmul).
+    dtype = None
+    if isinstance(model, GenerativeModel):
+        floats = [t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
+        dtype = floats[0].dtype if floats else None
+    tensors = as_tensor_dict(data, device=device, dtype=dtype)
     if isinstance(model, GenerativeModel):
         module = model.to(device)
         name = type(model).__name__

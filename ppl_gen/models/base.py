@@ -52,7 +52,9 @@ class GenerativeModel(PyroModule):
             supervised models that condition on covariates ``x``).
         data_keys: Keyword data arguments the model needs when fitting.
         likelihood: ``"exact"`` when :meth:`log_prob` is the exact marginal log-likelihood,
-            ``"bound"`` when only a bound or estimator exists, ``"implicit"`` for samplers.
+            ``"bound"`` when only a bound or estimator exists, ``"implicit"`` for samplers,
+            ``"intractable"`` for Bayesian models whose evidence p(y) is not computed (their
+            pointwise log p(y_i | theta) still feeds LOO/WAIC).
         has_local_guide: True when :meth:`guide` is a real q(z | x) for local latents.
     """
 

@@ -29,11 +29,16 @@ class _LinearGaussian(GenerativeModel):
     has_local_guide = True
     noise: str = "isotropic"
 
-    def __init__(self, dim: int, latent_dim: int) -> None:
+    def __init__(self, dim: int, latent_dim: int, *, min_noise_var: float = 1e-6) -> None:
         super().__init__()
         if not 1 <= latent_dim <= dim:
             raise ValueError(f"latent_dim must lie in [1, dim={dim}], got {latent_dim}")
+        if min_noise_var < 0:
+            raise ValueError(f"min_noise_var must be >= 0, got {min_noise_var}")
         self.dim, self.latent_dim = dim, latent_dim
+        # A floor on the noise variance keeps the likelihood finite when a column is
+        # constant (the border pixels of digits), as scikit-learn's FactorAnalysis does.
+        self.min_noise_var = min_noise_var
         generator = torch.Generator().manual_seed(0)
         self.loc = PyroParam(torch.zeros(dim))
         self.weight = PyroParam(0.1 * torch.randn(dim, latent_dim, generator=generator))
@@ -119,7 +124,7 @@ class _LinearGaussian(GenerativeModel):
             self.weight = torch.randn(self.dim, self.latent_dim, generator=g).to(x)
         else:
             raise ValueError(f"unknown init {init!r}; valid values are: pca, random")
-        var = centred.var(0, unbiased=False)
+        var = centred.var(0, unbiased=False).clamp_min(self.min_noise_var)
         self.noise_var = var.mean() if self.noise == "isotropic" else var.clone()
 
     @torch.no_grad()
@@ -138,7 +143,9 @@ class _LinearGaussian(GenerativeModel):
         weight = torch.linalg.solve(zz, zx).T  # (D, Q)
         resid = (stats["xx_diag"] - (weight * zx.T).sum(-1)) / num_data  # (D,)
         self.weight = weight
-        self.noise_var = resid.mean() if self.noise == "isotropic" else resid.clamp_min(1e-12)
+        floor = self.min_noise_var
+        self.noise_var = (resid.mean().clamp_min(floor) if self.noise == "isotropic"
+                          else resid.clamp_min(floor))
 
     def num_parameters(self) -> int:
         D, Q = self.dim, self.latent_dim
@@ -155,6 +162,7 @@ class PPCA(_LinearGaussian):
     Arguments:
         dim: Data dimension D.
         latent_dim: Q <= D.
+        min_noise_var: Floor on the noise variance (default 1e-6).
 
     References:
         Tipping & Bishop (1999), "Probabilistic principal component analysis", JRSS B 61(3).

@@ -51,6 +51,8 @@ class GaussianMixture(GenerativeModel):
         self.num_components, self.dim = num_components, dim
         self.covariance, self.priors = covariance, priors
         self.loc_scale, self.reg_covar = loc_scale, reg_covar
+        # With priors the parameters are latent and p(x) needs an integral over them.
+        self.likelihood = "intractable" if priors else "exact"
         K, D = num_components, dim
         if priors:
             self.weights = PyroSample(lambda s: dist.Dirichlet(s._ones(K)))
@@ -135,7 +137,10 @@ class GaussianMixture(GenerativeModel):
         return comp.log_prob(x.unsqueeze(-2)) + self.weights.log()
 
     def log_prob(self, x: Tensor, **_: Any) -> Tensor:
-        """Exact per-datum log p(x_n), shaped (N,)."""
+        """Exact per-datum log p(x_n), shaped (N,) (point parameters only)."""
+        if self.priors:
+            raise NotImplementedError("with priors=True p(x) integrates over the parameters; "
+                                      "use the posterior (fit with 'nuts') and LOO instead")
         self._check_x(x)
         return self._component_log_prob(x).logsumexp(-1)
 

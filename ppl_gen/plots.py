@@ -1,0 +1,169 @@
+"""Figures, matplotlib only: they draw what ``ppl_gen.diagnostics`` computed.
+
+Every function returns the ``Figure``; ``save_figure`` writes it atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless by default; set MPLBACKEND to override before import
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .inference.base import FitResult  # noqa: E402
+
+__all__ = ["plot_history", "plot_trace", "plot_pair", "plot_comparison", "save_figure",
+           "scalar_draws"]
+
+_MAX_PANELS = 8  # beyond this a figure stops being readable; the rest is in posterior.nc
+
+
+def scalar_draws(samples: Mapping[str, Any], var_names: list[str] | None = None,
+                 max_panels: int = _MAX_PANELS) -> dict[str, np.ndarray]:
+    """Flatten (chain, draw, *shape) draws into per-element (chain, draw) arrays."""
+    out: dict[str, np.ndarray] = {}
+    for name in var_names or list(samples):
+        value = np.asarray(samples[name].detach().cpu() if hasattr(samples[name], "detach")
+                           else samples[name])
+        shape = value.shape[2:]
+        flat = value.reshape(*value.shape[:2], -1)
+        for i in range(flat.shape[-1]):
+            label = name if not shape else f"{name}[{','.join(map(str, np.unravel_index(i, shape)))}]"
+            out[label] = flat[:, :, i]
+            if len(out) >= max_panels:
+                return out
+    return out
+
+
+def plot_history(result: FitResult) -> Figure:
+    """The objective over iterations: ELBO (SVI), log-likelihood (EM) or potential energy
+    (MCMC, per draw)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+    if result.engine == "svi":
+        values, label = result.history["elbo"], "ELBO"
+        every = result.config.log_every
+        steps = np.arange(len(values)) * every
+        ax.plot(steps, values, lw=0.8, alpha=0.5, label="per step")
+        if len(values) >= 20:  # a running mean shows the trend under the SVI noise
+            window = max(len(values) // 50, 5)
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            ax.plot(steps[window - 1:], smooth, lw=1.5, label=f"mean of {window}")
+        ax.legend(frameon=False)
+        ax.set_xlabel("step")
+        lo, hi = np.percentile(values, [5, 100])
+        ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+    elif result.engine == "em":
+        values, label = result.history["log_likelihood"], "mean log-likelihood"
+        ax.plot(np.arange(len(values)), values, marker=".", lw=1)
+        ax.set_xlabel("EM iteration")
+    else:
+        values, label = -result.history["loss"], "log density (mean over chains)"
+        ax.plot(values, lw=0.8)
+        ax.set_xlabel("draw")
+    ax.set_ylabel(label)
+    ax.set_title(f"{result.problem.name} — {result.engine}")
+    return fig
+
+
+def plot_trace(samples: Mapping[str, Any], *, diverging: np.ndarray | None = None,
+               var_names: list[str] | None = None) -> Figure:
+    """Per parameter: draws per chain (right) and their histograms (left); divergent draws
+    marked in red under the trace."""
+    draws = scalar_draws(samples, var_names)
+    fig, axes = plt.subplots(len(draws), 2, figsize=(9, 1.7 * len(draws) + 0.5),
+                             squeeze=False, constrained_layout=True,
+                             gridspec_kw={"width_ratios": [1, 2.5]})
+    for row, (label, values) in enumerate(draws.items()):
+        left, right = axes[row]
+        for chain in range(values.shape[0]):
+            left.hist(values[chain], bins=30, histtype="step", density=True)
+            right.plot(values[chain], lw=0.5, alpha=0.8)
+        if diverging is not None and diverging.any():
+            chain_idx, draw_idx = np.nonzero(diverging)
+            ymin = values.min()
+            right.plot(draw_idx, np.full_like(draw_idx, ymin, dtype=float), "|", color="red",
+                       ms=8, label="divergent")
+        left.set_ylabel(label)
+        left.set_yticks([])
+    axes[0, 1].set_title("trace (one colour per chain)")
+    axes[0, 0].set_title("marginal")
+    axes[-1, 1].set_xlabel("draw")
+    return fig
+
+
+def plot_pair(samples: Mapping[str, Any], *, diverging: np.ndarray | None = None,
+              var_names: list[str] | None = None, max_vars: int = 4) -> Figure:
+    """Scatter matrix of up to ``max_vars`` scalars; divergent draws in red (the funnel of
+    centered eight schools shows up here)."""
+    draws = scalar_draws(samples, var_names, max_panels=max_vars)
+    labels = list(draws)
+    n = len(labels)
+    fig, axes = plt.subplots(n, n, figsize=(2.2 * n + 0.5, 2.2 * n + 0.5), squeeze=False,
+                             constrained_layout=True)
+    div = diverging.reshape(-1) if diverging is not None else None
+    for i, yi in enumerate(labels):
+        for j, xj in enumerate(labels):
+            ax = axes[i, j]
+            x, y = draws[xj].reshape(-1), draws[yi].reshape(-1)
+            if i == j:
+                ax.hist(x, bins=30, color="C0")
+            elif i > j:
+                ax.scatter(x, y, s=2, alpha=0.3, color="C0")
+                if div is not None and div.any():
+                    ax.scatter(x[div], y[div], s=6, color="red", label="divergent")
+            else:
+                ax.axis("off")
+            if i == n - 1:
+                ax.set_xlabel(xj)
+            if j == 0 and i > 0:
+                ax.set_ylabel(yi)
+    return fig
+
+
+def plot_comparison(comparison: Any, *, max_vars: int = _MAX_PANELS) -> Figure:
+    """Overlaid marginals: MCMC (filled) against each VI approximation (lines)."""
+    mcmc = comparison.draws.get("mcmc", {})
+    labels = list(mcmc)[:max_vars]
+    if not labels:
+        raise ValueError("this comparison holds no draws to plot (keep_draws=False)")
+    cols = min(len(labels), 4)
+    rows = int(np.ceil(len(labels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False,
+                             constrained_layout=True)
+    for ax, label in zip(axes.reshape(-1), labels):
+        m = mcmc[label]
+        bins = np.linspace(*np.percentile(m, [0.5, 99.5]), 40)
+        ax.hist(m, bins=bins, density=True, color="0.8", label="MCMC")
+        for k, (approx, draws) in enumerate(comparison.draws.items()):
+            if approx == "mcmc":
+                continue
+            ax.hist(draws[label], bins=bins, density=True, histtype="step", lw=1.5,
+                    color=f"C{k}", label=f"{approx} (k̂={comparison.khat[approx]:.2f})")
+        ax.set_title(label)
+        ax.set_yticks([])
+    for ax in axes.reshape(-1)[len(labels):]:
+        ax.axis("off")
+    axes[0, 0].legend(frameon=False, fontsize=8)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> None:
+    """Write a PNG atomically (a half-written file never replaces a good one) and close."""
+    directory = os.path.dirname(os.fspath(path)) or "."
+    handle, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
+    os.close(handle)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        plt.close(fig)

@@ -1,0 +1,32 @@
+"""Every test starts from a clean Pyro param store, fixed seeds and one torch thread.
+
+One intra-op thread: on these 2-core machines a second thread makes each small op wait
+for a scheduler tick (measured ~4 ms stalls), which would dominate the suite's run time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+import ppl_gen  # noqa: F401  (sets pyro's module_local_params before any test)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _hermetic() -> None:
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    np.random.seed(0)
+    pyro.enable_validation(True)
+
+
+def assert_within_mcse(estimate: float, truth: float, mcse: float, *, k: float = 4.0,
+                       label: str = "") -> None:
+    """|estimate - truth| < k * MCSE: the ESS-gated check for MCMC means."""
+    assert abs(estimate - truth) < k * mcse, (
+        f"{label}: |{estimate:.4f} - {truth:.4f}| = {abs(estimate - truth):.4f} "
+        f">= {k} x MCSE {mcse:.4f}")

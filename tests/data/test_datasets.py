@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from ppl_gen.data import DATASETS, Dataset, as_tensor_dict, deterministic_split, load_dataset
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_dataset_loads_finite_tensors(name):
+    ds = load_dataset(name)
+    assert isinstance(ds, Dataset) and ds.num_data > 0
+    for value in ds.tensors.values():
+        assert isinstance(value, torch.Tensor)
+        if value.is_floating_point():
+            assert torch.isfinite(value).all()
+    assert DATASETS.descriptions[name]
+
+
+def test_eight_schools_is_rubins_data():
+    ds = load_dataset("eight_schools")
+    assert ds["y"].tolist() == [28, 8, -3, 7, -1, 1, 18, 12]
+    assert ds["sigma"].tolist() == [15, 10, 16, 11, 9, 11, 10, 18]
+    assert "BSD-3" in ds.meta["licence"]
+
+
+@pytest.mark.parametrize("name,num", [("iris", 150), ("breast_cancer", 569), ("digits", 1797),
+                                      ("mnist", 5000)])
+def test_splits_are_fixed_disjoint_and_complete(name, num):
+    train = load_dataset(name, split="train", seed=0)
+    again = load_dataset(name, split="train", seed=123)  # the split ignores the seed
+    test = load_dataset(name, split="test")
+    assert torch.equal(train["x"], again["x"])
+    assert train.num_data + test.num_data == num
+    train_rows = deterministic_split(num, "train")
+    test_rows = deterministic_split(num, "test")
+    assert not set(train_rows) & set(test_rows)
+    assert sorted([*train_rows, *test_rows]) == list(range(num))
+
+
+def test_mnist_is_binarised_by_default_and_standardised_tables():
+    x = load_dataset("mnist", split="test")["x"]
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+    assert x.shape == (1000, 784)
+    grey = load_dataset("mnist", split="test", binarize=False)["x"]
+    assert 0 <= grey.min() and grey.max() <= 1 and len(grey.unique()) > 2
+    table = load_dataset("diabetes")
+    np.testing.assert_allclose(table["x"].mean(0).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(table["x"].std(0, unbiased=False).numpy(), 1, atol=1e-4)
+
+
+def test_synthetic_data_depend_on_seed_only():
+    a = load_dataset("gaussian_mixture", seed=1)["x"]
+    b = load_dataset("gaussian_mixture", seed=1)["x"]
+    c = load_dataset("gaussian_mixture", seed=2)["x"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_unknown_dataset_option_and_split():
+    with pytest.raises(ValueError, match="unknown option.*colour.*valid options are: binarize"):
+        load_dataset("mnist", colour=True)
+    with pytest.raises(ValueError, match="unknown split 'validation'"):
+        load_dataset("iris", split="validation")
+    with pytest.raises(ValueError, match="correlation must lie in"):
+        load_dataset("linear_regression", correlation=1.0)
+
+
+def test_nan_and_inf_data_are_rejected_with_the_argument_name():
+    x = np.ones((4, 2))
+    x[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"'x' contains 1 NaN/inf value\(s\) \(first at index "
+                                         r"\(2, 1\)\)"):
+        as_tensor_dict({"x": x})
+    with pytest.raises(ValueError, match="'y' contains"):
+        as_tensor_dict({"y": torch.tensor([1.0, float("inf")])})
+    with pytest.raises(TypeError, match="data must be a ppl_gen Dataset or a dict"):
+        as_tensor_dict([1, 2, 3])

@@ -1,0 +1,96 @@
+"""The contract every registered model passes (one parametrized test per check)."""
+
+import io
+
+import pyro
+import pyro.poutine as poutine
+import pytest
+import torch
+
+from ppl_gen.data import load_dataset
+from ppl_gen.inference import make_problem
+from ppl_gen.inference.base import latent_sites
+from ppl_gen.models import DEFAULT_DATASETS, MODELS, GenerativeModel, build_model
+
+NAMES = sorted(MODELS)
+
+
+def _small(name):
+    ds = load_dataset(DEFAULT_DATASETS[name])
+    n = min(ds.num_data, 16)
+    return build_model(name, ds), {k: v[:n] for k, v in ds.tensors.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_runs_and_has_fixed_site_names(name):
+    model, data = _small(name)
+    assert isinstance(model, GenerativeModel)
+    trace = poutine.trace(model.model).get_trace(**data)
+    trace.compute_log_prob()
+    assert model.observed in trace.nodes and trace.nodes[model.observed]["is_observed"]
+    assert "data" in trace.nodes  # the plate over observations
+    assert torch.isfinite(trace.log_prob_sum())
+    assert repr(model)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_shape(name):
+    model, data = _small(name)
+    covariates = {k: v for k, v in data.items() if k != model.observed and k in
+                  model.data_keys}
+    draws = model.sample(5, **covariates)
+    observed = data[model.observed]
+    expected = (5, *observed.shape) if covariates else (5, *observed.shape[1:])
+    assert draws.shape == expected
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_guide_covers_model_latents(name):
+    model, data = _small(name)
+    problem = make_problem(model, data, device="cpu")
+    if problem.guide is None:
+        pytest.skip("no own guide: an autoguide is built over the latents")
+    guide_trace = poutine.trace(problem.guide).get_trace(**data)
+    guide_sites = {n for n, s in guide_trace.nodes.items() if s["type"] == "sample"
+                   and not s["is_observed"] and type(s["fn"]).__name__ != "_Subsample"}
+    assert set(latent_sites(problem.trace())) == guide_sites
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exact_log_prob_agrees_with_trace_and_state_dict_round_trip(name):
+    model, data = _small(name)
+    if model.likelihood != "exact":
+        with pytest.raises(NotImplementedError):
+            model.log_prob(**data)
+        return
+    log_prob = model.log_prob(**data)
+    assert log_prob.shape == data["x"].shape[:1] and torch.isfinite(log_prob).all()
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    clone, _ = _small(name)
+    with torch.no_grad():  # perturb, then restore from the saved state
+        for p in clone.parameters():
+            p.add_(0.3)
+    clone.load_state_dict(torch.load(buffer))
+    torch.testing.assert_close(clone.log_prob(**data), log_prob)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_svi_steps_move_every_parameter(name):
+    """Every model and guide parameter gets a gradient: Adam moves each one."""
+    from ppl_gen.config import SVIConfig
+    from ppl_gen.inference import svi
+
+    model, data = _small(name)
+    problem = make_problem(model, data, device="cpu")
+    state, info = svi.step(svi.init(problem, SVIConfig(num_steps=2), seed=0))
+    assert torch.isfinite(torch.tensor(info.loss))
+    modules = [model] + ([state.guide] if isinstance(state.guide, torch.nn.Module) else [])
+    params = [p for m in modules for p in m.parameters()]  # autoguide params exist now
+    before = [p.detach().clone() for p in params]
+    state, info = svi.step(state)
+    assert torch.isfinite(torch.tensor(info.loss))
+    for (pname, p), old in zip([(n, p) for m in modules for n, p in m.named_parameters()],
+                               before):
+        assert not torch.equal(p.detach(), old), f"{name}: parameter {pname} did not move"
