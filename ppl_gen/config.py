@@ -54,6 +54,8 @@ class SVIConfig:
             summed out), ``"renyi"`` (RenyiELBO with ``renyi_alpha``) or ``"iwae"``
             (RenyiELBO with alpha = 0, the importance-weighted bound of Burda et al. 2016).
         num_particles: Samples per ELBO estimate (k for IWAE).
+        vectorize_particles: Draw the particles in one batched pass (an extra plate on the
+            left) instead of a Python loop; needs a model that broadcasts (all zoo models do).
         renyi_alpha: alpha of the Rényi bound (``loss="renyi"`` only).
         guide: ``"auto"`` (the model's own guide when it has latent sites, else AutoNormal),
             ``"normal"`` (AutoNormal, mean field), ``"mvn"`` (AutoMultivariateNormal, full
@@ -76,6 +78,7 @@ class SVIConfig:
     optimizer: str = "adam"
     loss: str = "auto"
     num_particles: int = 1
+    vectorize_particles: bool = False
     renyi_alpha: float = 0.5
     guide: str = "auto"
     guide_rank: int = 2

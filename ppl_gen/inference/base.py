@@ -182,6 +182,7 @@ def make_problem(model: GenerativeModel | Callable[..., Any],
     problem = Problem(model_fn, own_guide, tensors, (), module, name, device)
     try:
         trace = problem.trace()
+        trace.compute_log_prob()  # shape mismatches between data and plates surface here
     except (ValueError, RuntimeError, IndexError) as error:
         raise ValueError(f"model {name!r} failed on the given data: {error}") from error
     observed = tuple(n for n, s in trace.nodes.items()

@@ -9,6 +9,7 @@ to a loop over draws, which is always correct and only slower.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import pyro
@@ -46,11 +47,13 @@ class DrawEvaluation(NamedTuple):
         log_likelihood: Pointwise log p(y_i | theta) per observed site, shaped
             (S, *batch_shape) (one entry per observation; event dims summed).
         posterior_predictive: Replicated observations per observed site.
+        vectorised: Whether one batched pass served (False: a loop over draws).
     """
 
     deterministic: dict[str, Tensor]
     log_likelihood: dict[str, Tensor]
     posterior_predictive: dict[str, Tensor]
+    vectorised: bool = False
 
 
 def _single(draws: dict[str, Tensor], index: int) -> dict[str, Tensor]:
@@ -162,15 +165,23 @@ def evaluate_draws(problem: Problem, draws: dict[str, Tensor], *, seed: int = 0,
     deterministic = [n for n, s in reference.nodes.items() if s["type"] == "sample"
                      and s["infer"].get("_deterministic") and n not in draws]
 
+    used_vectorised = []
+
     def pass_(uncondition: bool) -> poutine.Trace | list[poutine.Trace]:
         if vectorise:
             try:
                 trace = _vectorised(problem, draws, nesting, uncondition)
-                _collect(trace, reference, deterministic + list(problem.observed), num,
-                         log_prob=False)  # shape check: raises if the model did not broadcast
+                # Shape checks: they raise if the model did not broadcast over the draws.
+                _collect(trace, reference, deterministic, num, log_prob=False)
+                _collect(trace, reference, list(problem.observed), num,
+                         log_prob=not uncondition)
+                used_vectorised.append(True)
                 return trace
-            except (RuntimeError, ValueError, IndexError):
-                pass
+            except (RuntimeError, ValueError, IndexError) as error:
+                warnings.warn(f"model {problem.name!r} does not broadcast over a batch of "
+                              f"draws ({type(error).__name__}: {error}); evaluating the "
+                              f"{num} draws one at a time (correct, slower)", stacklevel=3)
+        used_vectorised.append(False)
         return _loop(problem, draws, uncondition)
 
     pyro.set_rng_seed(seed)
@@ -188,7 +199,7 @@ def evaluate_draws(problem: Problem, draws: dict[str, Tensor], *, seed: int = 0,
         replicated = pass_(True)
         predictive = _collect(replicated, reference, list(problem.observed), num,
                               log_prob=False)
-    return DrawEvaluation(det, loglik, predictive)
+    return DrawEvaluation(det, loglik, predictive, all(used_vectorised))
 
 
 @torch.no_grad()

@@ -135,7 +135,8 @@ def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
     if enumerated and loss != "enum":
         raise ValueError(f"model {problem.name!r} has discrete sites marked for enumeration "
                          f"({', '.join(enumerated)}); use loss='enum' (or 'auto')")
-    common = {"num_particles": config.num_particles, "max_plate_nesting": nesting}
+    common = {"num_particles": config.num_particles, "max_plate_nesting": nesting,
+              "vectorize_particles": config.vectorize_particles}
     if loss == "trace":
         return Trace_ELBO(**common)
     if loss == "meanfield":
@@ -187,13 +188,19 @@ def _parameters(fn: Callable[..., Any]) -> set[str]:
 
 def step(state: SVIState) -> tuple[SVIState, StepInfo]:
     """One optimiser step on the (minibatch) ELBO; raises on a non-finite loss."""
-    with param_scope(state.param_state):
-        loss = state.svi.step(**state.problem.data, **state.step_kwargs)
+    advice = (f"at step {state.num_steps + 1} for model {state.problem.name!r}; lower "
+              "learning_rate, use optimizer='clipped_adam', or check the data scale")
+    try:
+        with param_scope(state.param_state):
+            loss = state.svi.step(**state.problem.data, **state.step_kwargs)
+    except ValueError as error:
+        # With validation on, Pyro reports a NaN parameter as an invalid distribution
+        # argument before the loss itself is NaN.
+        if "invalid values" in str(error) and "nan" in str(error).lower():
+            raise FloatingPointError(f"SVI loss became nan {advice}") from error
+        raise
     if not np.isfinite(loss):
-        raise FloatingPointError(
-            f"SVI loss became {loss} at step {state.num_steps + 1} for model "
-            f"{state.problem.name!r}; lower learning_rate, use optimizer='clipped_adam', or "
-            "check the data scale")
+        raise FloatingPointError(f"SVI loss became {loss} {advice}")
     new_state = state._replace(num_steps=state.num_steps + 1)
     return new_state, StepInfo(loss, {"elbo": -loss})
 

@@ -50,8 +50,9 @@ class _GLM(GenerativeModel):
         weight = pyro.sample("weight", dist.Normal(zero, self.prior_scale)
                              .expand([self.num_features]).to_event(1))
         bias = pyro.sample("bias", dist.Normal(zero, self.bias_scale))
-        # (x * w).sum(-1) rather than x @ w so that draws batched on the left broadcast.
-        return (x * weight.unsqueeze(-2)).sum(-1) + bias
+        # (x * w).sum(-1) rather than x @ w so that draws batched on the left broadcast:
+        # w shaped (S, 1, D) against x (N, D) gives (S, N), and bias (S, 1) adds to it.
+        return (x * weight).sum(-1) + bias
 
     def extra_repr(self) -> str:
         return f"num_features={self.num_features}, " + super().extra_repr()
