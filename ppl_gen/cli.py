@@ -123,10 +123,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _fit_and_save(args: argparse.Namespace) -> Path:
     from . import diagnostics, plots
-    from .inference import fit
+    from .inference import ENGINES, fit
     from .io import prepare_run_dir, save_run
-
-    from .inference import ENGINES
 
     ENGINES[args.engine]  # unknown names fail here with the list of valid ones
     prepare_run_dir(args.out, overwrite=args.overwrite, create=False)  # fail before any work

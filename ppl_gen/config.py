@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SVIConfig", "EMConfig", "MCMCConfig", "CONFIGS", "config_from_dict", "config_to_dict"]
+__all__ = ["SVIConfig", "EMConfig", "MCMCConfig", "CONFIGS", "config_from_dict",
+           "config_to_dict"]
 
 SVI_LOSSES = ("auto", "trace", "meanfield", "enum", "renyi", "iwae")
 GUIDES = ("auto", "normal", "mvn", "lowrank", "delta", "model")
@@ -49,10 +50,11 @@ class SVIConfig:
             fitted guide is judged by importance weights (PSIS k-hat).
         optimizer: ``"adam"`` or ``"clipped_adam"`` (gradient norm clipped at ``clip_norm``).
         loss: ``"auto"`` (``"enum"`` when the model marks discrete sites for enumeration,
-            else ``"trace"``), ``"trace"`` (Trace_ELBO, Monte-Carlo KL), ``"meanfield"`` (TraceMeanField_ELBO,
-            closed-form KL where available), ``"enum"`` (TraceEnum_ELBO, discrete latents
-            summed out), ``"renyi"`` (RenyiELBO with ``renyi_alpha``) or ``"iwae"``
-            (RenyiELBO with alpha = 0, the importance-weighted bound of Burda et al. 2016).
+            else ``"trace"``); ``"trace"`` (Trace_ELBO, Monte-Carlo KL); ``"meanfield"``
+            (TraceMeanField_ELBO, closed-form KL where available); ``"enum"``
+            (TraceEnum_ELBO, discrete latents summed out); ``"renyi"`` (RenyiELBO with
+            ``renyi_alpha``); ``"iwae"`` (RenyiELBO with alpha = 0, the importance-weighted
+            bound of Burda et al. 2016).
         num_particles: Samples per ELBO estimate (k for IWAE).
         vectorize_particles: Draw the particles in one batched pass (an extra plate on the
             left) instead of a Python loop; needs a model that broadcasts (all zoo models do).

@@ -21,7 +21,8 @@ import torch
 
 from .inference.base import FitResult
 
-__all__ = ["save_run", "prepare_run_dir", "load_run", "load_checkpoint", "atomic_write", "write_json",
+__all__ = ["save_run", "prepare_run_dir", "load_run", "load_checkpoint", "atomic_write",
+           "write_json",
            "RunExistsError", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "ppl_gen-run-checkpoint"
@@ -152,8 +153,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
-        raise ValueError(f"checkpoint {path} is corrupt or not a ppl_gen checkpoint "
-                         f"({type(error).__name__}: {error}); re-run the fit to recreate it"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"checkpoint {path} is corrupt or not a ppl_gen checkpoint; re-run "
+                         f"the fit to recreate it ({type(error).__name__}: {first_line})"
                          ) from error
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a ppl_gen checkpoint (missing format marker); "

@@ -36,7 +36,8 @@ def scalar_draws(samples: Mapping[str, Any], var_names: list[str] | None = None,
         shape = value.shape[2:]
         flat = value.reshape(*value.shape[:2], -1)
         for i in range(flat.shape[-1]):
-            label = name if not shape else f"{name}[{','.join(map(str, np.unravel_index(i, shape)))}]"
+            index = ",".join(map(str, np.unravel_index(i, shape)))
+            label = f"{name}[{index}]" if shape else name
             out[label] = flat[:, :, i]
             if len(out) >= max_panels:
                 return out

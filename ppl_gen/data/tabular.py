@@ -49,7 +49,8 @@ def iris(split: str = "all", seed: int = 0) -> tuple[dict, dict]:
 
 
 def breast_cancer(split: str = "all", seed: int = 0) -> tuple[dict, dict]:
-    """Wisconsin breast cancer: 30 standardised features ``x``, binary target ``y`` (1 = benign)."""
+    """Wisconsin breast cancer: 30 standardised features ``x``, binary target ``y``
+    (1 = benign)."""
     tensors, meta = _sklearn_table("load_breast_cancer", split, target="label")
     tensors["y"] = tensors["y"].astype(float)
     return tensors, meta

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from .compare import PosteriorComparison, compare_posteriors, importance_log_weights, \
-    khat_verdict
+from .compare import PosteriorComparison, compare_posteriors, importance_log_weights, khat_verdict
 from .convert import arviz_summary, ess, loo, mcse, psis_khat, rhat, to_inference_data, waic
 from .summary import summarize
 

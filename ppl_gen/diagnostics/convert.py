@@ -23,7 +23,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # 0.23's notice about the 1.x refactor
     import arviz as az
 
-__all__ = ["to_inference_data", "read_netcdf", "arviz_summary", "psis_khat", "loo", "waic", "ess", "rhat",
+__all__ = ["to_inference_data", "read_netcdf", "arviz_summary", "psis_khat", "loo", "waic",
+           "ess", "rhat",
            "mcse", "ARVIZ_VERSION"]
 
 ARVIZ_VERSION = az.__version__

@@ -21,8 +21,15 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from torch import Tensor
 
 from ..config import MCMCConfig
-from .base import Engine, FitResult, Problem, StepInfo, latent_sites, max_plate_nesting, \
-    num_threads
+from .base import (
+    Engine,
+    FitResult,
+    Problem,
+    StepInfo,
+    latent_sites,
+    max_plate_nesting,
+    num_threads,
+)
 from .predictive import evaluate_draws
 from .progress import progress_bar
 

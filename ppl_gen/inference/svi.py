@@ -227,10 +227,12 @@ def run(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> Fit
         bar.close()
     losses_arr = np.asarray(losses)
     history = {"loss": losses_arr, "elbo": -losses_arr}
+    elbo = getattr(state.svi.loss, "__self__", state.svi.loss)  # SVI stores elbo.loss
+    guide_name = (state.guide.__name__ if inspect.isfunction(state.guide)
+                  else type(state.guide).__name__)
     info = {"wall_time": time.perf_counter() - start, "num_steps": config.num_steps,
-            "final_loss": float(losses_arr[-1]),
-            "guide": type(state.guide).__name__ if not inspect.isfunction(state.guide)
-            else state.guide.__name__, "loss": type(getattr(state.svi.loss, "__self__", state.svi.loss)).__name__}
+            "final_loss": float(losses_arr[-1]), "guide": guide_name,
+            "loss": type(elbo).__name__}
     return FitResult("svi", problem, config, seed, history, guide=state.guide,
                      param_state=state.param_state, info=info)
 

@@ -2,7 +2,6 @@
 
 import io
 
-import pyro
 import pyro.poutine as poutine
 import pytest
 import torch

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+
+from ppl_gen.cli import main
+
+
+def test_list_prints_every_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("eight_schools", "gmm", "ppca", "mnist", "two_moons", "nuts", "em"):
+        assert name in out
+
+
+def test_fit_em_writes_a_complete_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", "gmm", "--engine", "em", "--out", str(out), "--device", "cpu"]) == 0
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "summary.json", "checkpoint.pt", "posterior.nc",
+            "history.png"} <= files
+    summary = json.loads((out / "summary.json").read_text())
+    lls = summary["log_likelihood"]
+    assert all(b >= a - 1e-6 for a, b in zip(lls, lls[1:]))
+
+
+def test_fit_nuts_writes_trace_and_pair_plots(tmp_path):
+    out = tmp_path / "nuts"
+    code = main(["fit", "eight_schools", "--engine", "nuts", "--out", str(out), "--device",
+                 "cpu", "--num-warmup", "30", "--num-samples", "30", "--num-chains", "2",
+                 "--option", "jit_compile=true"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"mean", "sd", "r_hat", "ess_bulk", "ess_tail"} <= set(summary["parameters"]["mu"])
+    assert "divergences" in summary
+    assert {"trace.png", "pair.png", "posterior.nc"} <= {p.name for p in out.iterdir()}
+
+
+def test_fit_svi_records_the_elbo_history(tmp_path):
+    out = tmp_path / "svi"
+    assert main(["fit", "linear_regression", "--data", "linear_regression", "--out",
+                 str(out), "--device", "cpu", "--num-steps", "50", "--guide", "mvn",
+                 "--data-option", "correlation=0.5"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["elbo"]) == 50
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset_options"]["correlation"] == 0.5
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["fit", "nade", "--out", "{out}"], "unknown model 'nade'; valid models are"),
+    (["fit", "gmm", "--data", "cifar", "--out", "{out}"], "unknown dataset 'cifar'"),
+    (["fit", "gmm", "--engine", "gibbs", "--out", "{out}"], "unknown engine 'gibbs'"),
+    (["fit", "gmm", "--engine", "nuts", "--num-chains", "0", "--out", "{out}"],
+     "num_chains must be an integer >= 1"),
+    (["fit", "gmm", "--learning-rate", "-1", "--out", "{out}"],
+     "learning_rate must be a finite number > 0"),
+    (["fit", "gmm", "--engine", "em", "--num-chains", "2", "--out", "{out}"],
+     "--num-chains does not apply to engine 'em'"),
+    (["fit", "gmm", "--option", "foo=1", "--out", "{out}"], "unknown svi option 'foo'"),
+    (["fit", "eight_schools", "--data", "iris", "--out", "{out}"], "needs data tensor"),
+    (["fit", "gmm", "--device", "tpu", "--out", "{out}"], "unknown device 'tpu'"),
+])
+def test_user_errors_exit_2_with_one_line(argv, message, tmp_path, capsys):
+    out = tmp_path / "never"
+    argv = [a.replace("{out}", str(out)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()  # nothing half-written
+
+
+def test_existing_run_is_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["fit", "gmm", "--engine", "em", "--out", str(out), "--device", "cpu"]) == 0
+    before = (out / "summary.json").read_bytes()
+    assert main(["fit", "gmm", "--engine", "em", "--max-iter", "1", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "summary.json").read_bytes() == before
+
+
+def test_demo_smoke(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--smoke", "--out", str(out), "--device", "cpu"]) == 0
+    result = json.loads((out / "comparison.json").read_text())
+    assert set(result["approximations"]) == {"meanfield", "fullrank"}
+    assert {"comparison.md", "comparison.png"} <= {p.name for p in out.iterdir()}

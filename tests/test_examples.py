@@ -1,0 +1,27 @@
+"""Every example runs with --smoke; an example missing from this list fails the suite."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = ["gmm_em_svi_nuts.py", "ppca_em.py", "eight_schools_vi_vs_mcmc.py",
+            "logistic_regression.py", "your_own_pyro_model.py"]
+
+
+@pytest.mark.examples
+@pytest.mark.parametrize("script", EXAMPLES)
+def test_example_smoke(script, tmp_path, monkeypatch):
+    argv = [script, "--smoke"]
+    source = (EXAMPLES_DIR / script).read_text()
+    if '"--out"' in source:
+        argv += ["--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(EXAMPLES_DIR / script), run_name="__main__")
+
+
+def test_every_example_is_listed():
+    scripts = {p.name for p in EXAMPLES_DIR.glob("*.py") if "__main__" in p.read_text()}
+    assert scripts == set(EXAMPLES)
