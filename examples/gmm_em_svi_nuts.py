@@ -26,12 +26,12 @@ import ppl_gen  # noqa: E402
 from ppl_gen.plots import save_figure  # noqa: E402
 
 
-def ellipse(ax, loc, cov, color, label=None):
+def ellipse(ax, loc, cov, color, label=None, **style):
     """Two-sd ellipse of N(loc, cov)."""
     angles = np.linspace(0, 2 * np.pi, 100)
     circle = np.stack([np.cos(angles), np.sin(angles)])
     points = loc[:, None] + 2 * np.linalg.cholesky(cov) @ circle
-    ax.plot(*points, color=color, lw=1.5, label=label)
+    ax.plot(*points, color=color, label=label, **style)
 
 
 def relabel(locs: np.ndarray) -> np.ndarray:
@@ -74,11 +74,14 @@ def main(args: argparse.Namespace) -> dict:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
     left.scatter(*x.T, s=4, color="0.6")
-    for model, color, name in ((em_model, "C0", "EM"), (svi_model, "C1", "SVI")):
+    # EM wide and pale, SVI dashed on top: where they coincide both stay visible.
+    styles = ((em_model, "C0", "EM", {"lw": 4, "alpha": 0.4}),
+              (svi_model, "C1", "SVI", {"lw": 1.5, "ls": "--"}))
+    for model, color, name, style in styles:
         tril = model._scale_tril().detach().numpy()
         for k in range(model.num_components):
             ellipse(left, model.locs.detach().numpy()[k], tril[k] @ tril[k].T, color,
-                    name if k == 0 else None)
+                    name if k == 0 else None, **style)
     left.scatter(*locs.reshape(-1, 2).T, s=2, color="C3", alpha=0.3, label="NUTS draws of "
                  "the means")
     left.legend(frameon=False)

@@ -78,9 +78,14 @@ def _engine_options(args: argparse.Namespace, engine: str) -> dict[str, Any]:
                 raise ValueError(f"--{key.replace('_', '-')} does not apply to engine "
                                  f"{engine!r}; its options are: {', '.join(sorted(fields))}")
             options[key] = value
-    if getattr(args, "progress", False) and "progress_bar" in fields:
+    if _show_progress(args) and "progress_bar" in fields:
         options["progress_bar"] = True
     return options
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars when asked, or by default when a person watches the terminal."""
+    return bool(getattr(args, "progress", False)) or sys.stderr.isatty()
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
@@ -184,7 +189,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                   # Decay to 1% of the step size: removes Adam's jitter, which otherwise
                   # inflates k-hat even for an exact family (see SVIConfig).
                   "final_learning_rate": args.learning_rate / 100,
-                  "progress_bar": args.progress}
+                  "progress_bar": _show_progress(args)}
     vi = {}
     for name, guide in (("meanfield", "normal"), ("fullrank", "mvn")):
         print(f"fitting {args.model} by VI ({name}) ...", flush=True)
@@ -194,7 +199,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     mcmc = fit(model, dataset, engine="nuts", device=args.device, seed=args.seed,
                num_warmup=args.num_warmup, num_samples=args.num_samples,
                num_chains=args.num_chains, target_accept_prob=args.target_accept_prob,
-               progress_bar=args.progress)
+               progress_bar=_show_progress(args))
     comparison = diagnostics.compare_posteriors(vi, mcmc, num_samples=args.vi_draws,
                                                 seed=args.seed)
     out = prepare_run_dir(args.out, overwrite=args.overwrite)
@@ -222,7 +227,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed, vi_steps=300 if smoke else 4000, learning_rate=0.02,
         num_warmup=100 if smoke else 1000, num_samples=100 if smoke else 1000,
         num_chains=2 if smoke else 4, target_accept_prob=0.9,
-        vi_draws=200 if smoke else 2000, progress=not smoke and sys.stderr.isatty())
+        vi_draws=200 if smoke else 2000, progress=False)
     print("ppl-gen demo: eight schools (Rubin 1981), VI vs NUTS\n")
     return _cmd_compare(demo)
 
@@ -239,7 +244,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument("--progress", action="store_true",
+                   help="show progress bars (default: when stderr is a terminal)")
     p.add_argument("--vi-draws", type=int, default=1000,
                    help="draws from a fitted guide for summaries (default: 1000)")
 

@@ -68,3 +68,24 @@ def test_truncated_checkpoint_in_a_run_folder(em_run, tmp_path):
     with pytest.raises(ValueError, match="corrupt"):
         load_run(copy)
     json.loads((copy / "config.json").read_text())  # the rest is intact
+
+
+def test_out_path_that_is_a_file(tmp_path, em_run):
+    _, model, ds = em_run
+    target = tmp_path / "a_file"
+    target.write_text("keep me")
+    result = ppl_gen.fit(model, ds, engine="em", max_iter=2, device="cpu")
+    with pytest.raises(NotADirectoryError, match="exists and is not a folder"):
+        save_run(target, result)
+    assert target.read_text() == "keep me"
+
+
+def test_corrupt_json_in_a_run_folder(em_run, tmp_path):
+    out, _, _ = em_run
+    copy = tmp_path / "copy2"
+    copy.mkdir()
+    for p in out.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    (copy / "summary.json").write_text("{not json")
+    with pytest.raises(ValueError, match="summary.json is corrupt"):
+        load_run(copy)

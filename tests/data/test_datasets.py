@@ -74,3 +74,18 @@ def test_nan_and_inf_data_are_rejected_with_the_argument_name():
         as_tensor_dict({"y": torch.tensor([1.0, float("inf")])})
     with pytest.raises(TypeError, match="data must be a ppl_gen Dataset or a dict"):
         as_tensor_dict([1, 2, 3])
+
+
+def test_loader_specific_errors():
+    with pytest.raises(ValueError, match="eight_schools has 8 rows and no train/test split"):
+        load_dataset("eight_schools", split="train")
+    with pytest.raises(ValueError, match="choose binarize=True or dequantize=True, not both"):
+        load_dataset("digits", binarize=True, dequantize=True)
+    with pytest.raises(KeyError, match="dataset 'iris' has no tensor 'sigma'; it has: x, y"):
+        load_dataset("iris")["sigma"]
+
+
+def test_dequantised_digits_are_continuous_and_in_range():
+    x = load_dataset("digits", dequantize=True, seed=3)["x"]
+    assert 0 <= float(x.min()) and float(x.max()) <= 1
+    assert len(x.unique()) > 1000  # continuous values, not 17 levels
