@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ..registry import Registry
+from .autoregressive import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain
 from .base import GenerativeModel
 from .eight_schools import EightSchools
 from .linear_gaussian import PPCA, FactorAnalysis, ppca_closed_form
@@ -12,7 +13,8 @@ from .regression import BayesianLinearRegression, BayesianLogisticRegression
 
 __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "BayesianLinearRegression", "BayesianLogisticRegression", "GaussianMixture", "PPCA",
-           "FactorAnalysis", "ppca_closed_form", "build_model"]
+           "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
+           "MarkovChain", "FVSBN", "NADE", "MADE"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 MODELS.register("eight_schools", "hierarchical normal model, non-centered (Rubin 1981)")(
@@ -30,6 +32,15 @@ MODELS.register("bayesian_gmm", "Gaussian mixture with priors, z marginalised (N
     lambda **kw: GaussianMixture(priors=True, **kw))
 MODELS.register("ppca", "probabilistic PCA (Tipping & Bishop 1999)")(PPCA)
 MODELS.register("factor_analysis", "factor analysis, diagonal noise")(FactorAnalysis)
+MODELS.register("independent_bernoulli", "independent binary pixels (D parameters)")(
+    IndependentBernoulli)
+MODELS.register("markov_chain", "first-order Markov chain over pixels (2D - 1 parameters)")(
+    MarkovChain)
+MODELS.register("fvsbn", "fully visible sigmoid belief network (Frey 1998)")(FVSBN)
+MODELS.register("nade", "neural autoregressive density estimator (Larochelle & Murray 2011)")(
+    NADE)
+MODELS.register("made", "masked autoencoder for distribution estimation (Germain et al. 2015)")(
+    MADE)
 
 # Factories built with lambda need from_dataset too: give them the class's, with the variant.
 MODELS["eight_schools_centered"].from_dataset = (  # type: ignore[attr-defined]
@@ -42,7 +53,8 @@ DEFAULT_DATASETS = {
     "eight_schools": "eight_schools", "eight_schools_centered": "eight_schools",
     "linear_regression": "diabetes", "logistic_regression": "breast_cancer",
     "gmm": "gaussian_mixture", "bayesian_gmm": "gaussian_mixture", "ppca": "digits",
-    "factor_analysis": "digits",
+    "factor_analysis": "digits", "independent_bernoulli": "mnist", "markov_chain": "mnist",
+    "fvsbn": "mnist", "nade": "mnist", "made": "mnist",
 }
 
 

@@ -56,7 +56,7 @@ def test_user_pyro_function_is_first_class():
                          device="cpu")
     post_mean, post_sd = float(y.sum() / (len(y) + 1)), (1 / (len(y) + 1)) ** 0.5
     with param_scope(result.param_state):
-        loc, scale = float(pyro.param("loc")), float(pyro.param("scale"))
+        loc, scale = pyro.param("loc").item(), pyro.param("scale").item()
     assert abs(loc - post_mean) < 0.05 and abs(scale - post_sd) < 0.05
     # The fit's parameters live in a private store: the global one is untouched.
     assert "loc" not in pyro.get_param_store()
