@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import functools
+
 from ..registry import Registry
 from .autoregressive import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain
 from .base import GenerativeModel
 from .eight_schools import EightSchools
+from .flows import NormalizingFlow
 from .linear_gaussian import PPCA, FactorAnalysis, ppca_closed_form
 from .mixture import GaussianMixture
 from .regression import BayesianLinearRegression, BayesianLogisticRegression
@@ -14,14 +17,14 @@ from .regression import BayesianLinearRegression, BayesianLogisticRegression
 __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "BayesianLinearRegression", "BayesianLogisticRegression", "GaussianMixture", "PPCA",
            "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
-           "MarkovChain", "FVSBN", "NADE", "MADE"]
+           "MarkovChain", "FVSBN", "NADE", "MADE", "NormalizingFlow"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 MODELS.register("eight_schools", "hierarchical normal model, non-centered (Rubin 1981)")(
     EightSchools)
 MODELS.register("eight_schools_centered",
                 "hierarchical normal model, centered (the funnel: NUTS diverges)")(
-    lambda **kw: EightSchools(centered=True, **kw))
+    functools.partial(EightSchools, centered=True))
 MODELS.register("linear_regression", "Bayesian linear regression (known noise: conjugate)")(
     BayesianLinearRegression)
 MODELS.register("logistic_regression", "Bayesian logistic regression")(
@@ -29,7 +32,7 @@ MODELS.register("logistic_regression", "Bayesian logistic regression")(
 MODELS.register("gmm", "Gaussian mixture, point parameters (EM, SVI with enumerated z)")(
     GaussianMixture)
 MODELS.register("bayesian_gmm", "Gaussian mixture with priors, z marginalised (NUTS, VI)")(
-    lambda **kw: GaussianMixture(priors=True, **kw))
+    functools.partial(GaussianMixture, priors=True))
 MODELS.register("ppca", "probabilistic PCA (Tipping & Bishop 1999)")(PPCA)
 MODELS.register("factor_analysis", "factor analysis, diagonal noise")(FactorAnalysis)
 MODELS.register("independent_bernoulli", "independent binary pixels (D parameters)")(
@@ -42,7 +45,15 @@ MODELS.register("nade", "neural autoregressive density estimator (Larochelle & M
 MODELS.register("made", "masked autoencoder for distribution estimation (Germain et al. 2015)")(
     MADE)
 
-# Factories built with lambda need from_dataset too: give them the class's, with the variant.
+for _flow, _description in (
+        ("realnvp", "RealNVP: affine coupling flow (Dinh et al. 2017)"),
+        ("maf", "masked autoregressive flow (Papamakarios et al. 2017)"),
+        ("nsf", "neural spline flow, rational-quadratic coupling (Durkan et al. 2019)")):
+    MODELS.register(_flow, _description)(functools.partial(NormalizingFlow, flow=_flow))
+    MODELS[_flow].from_dataset = (  # type: ignore[attr-defined]
+        lambda ds, _flow=_flow, **kw: NormalizingFlow.from_dataset(ds, flow=_flow, **kw))
+
+# Variants registered as partials need from_dataset too: the class's, with the variant.
 MODELS["eight_schools_centered"].from_dataset = (  # type: ignore[attr-defined]
     lambda ds, **kw: EightSchools.from_dataset(ds, centered=True, **kw))
 MODELS["bayesian_gmm"].from_dataset = (  # type: ignore[attr-defined]
@@ -54,7 +65,8 @@ DEFAULT_DATASETS = {
     "linear_regression": "diabetes", "logistic_regression": "breast_cancer",
     "gmm": "gaussian_mixture", "bayesian_gmm": "gaussian_mixture", "ppca": "digits",
     "factor_analysis": "digits", "independent_bernoulli": "mnist", "markov_chain": "mnist",
-    "fvsbn": "mnist", "nade": "mnist", "made": "mnist",
+    "fvsbn": "mnist", "nade": "mnist", "made": "mnist", "realnvp": "two_moons",
+    "maf": "two_moons", "nsf": "two_moons",
 }
 
 
