@@ -67,7 +67,9 @@ class SVIConfig:
         init_scale: Initial scale of autoguides. 0.1 is Pyro's AutoNormal default: small
             enough that the first steps do not sample absurd values.
         batch_size: Minibatch size, passed to the model's ``pyro.plate("data", ...)`` as
-            ``subsample_size``; ``None`` uses the full data each step.
+            ``subsample_size``; ``None`` uses the full data each step; ``"auto"`` (default)
+            uses the model's ``default_batch_size`` (100 for the image models, whose
+            activations grow with the batch; the full data for the statistical models).
         clip_norm: Gradient-norm clip for ``clipped_adam``.
         num_threads: torch intra-op threads during the fit (``None`` keeps torch's setting).
         progress_bar: Show a tqdm bar.
@@ -85,7 +87,7 @@ class SVIConfig:
     guide: str = "auto"
     guide_rank: int = 2
     init_scale: float = 0.1
-    batch_size: int | None = None
+    batch_size: int | str | None = "auto"
     clip_norm: float = 10.0
     num_threads: int | None = None
     progress_bar: bool = False
@@ -104,8 +106,11 @@ class SVIConfig:
         _positive_float("init_scale", self.init_scale)
         _positive_float("clip_norm", self.clip_norm)
         _positive_int("log_every", self.log_every)
-        if self.batch_size is not None:
-            _positive_int("batch_size", self.batch_size)
+        if self.batch_size is not None and self.batch_size != "auto" and (
+                isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                or self.batch_size < 1):
+            raise ValueError(f"batch_size must be 'auto', None or an integer >= 1, got "
+                             f"{self.batch_size!r}")
         if self.num_threads is not None:
             _positive_int("num_threads", self.num_threads)
         if self.loss == "renyi" and (self.renyi_alpha == 1 or not math.isfinite(self.renyi_alpha)):

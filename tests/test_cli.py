@@ -47,7 +47,8 @@ def test_fit_svi_records_the_elbo_history(tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["fit", "nade", "--out", "{out}"], "unknown model 'nade'; valid models are"),
+    (["fit", "no_such_model", "--out", "{out}"], "unknown model 'no_such_model'; valid "
+                                                  "models are"),
     (["fit", "gmm", "--data", "cifar", "--out", "{out}"], "unknown dataset 'cifar'"),
     (["fit", "gmm", "--engine", "gibbs", "--out", "{out}"], "unknown engine 'gibbs'"),
     (["fit", "gmm", "--engine", "nuts", "--num-chains", "0", "--out", "{out}"],

@@ -17,7 +17,7 @@ def test_registry_lists_valid_names_on_typo():
     assert registry.descriptions["alpha"] == "first"
 
 
-@pytest.mark.parametrize("registry,name", [(ppl_gen.MODELS, "nade"),
+@pytest.mark.parametrize("registry,name", [(ppl_gen.MODELS, "no_such_model"),
                                            (ppl_gen.DATASETS, "cifar"),
                                            (ppl_gen.ENGINES, "nut")])
 def test_public_registries_reject_unknown(registry, name):
@@ -35,7 +35,7 @@ def test_public_registries_reject_unknown(registry, name):
     (SVIConfig, "num_steps", 2.5, "num_steps must be an integer"),
     (SVIConfig, "loss", "elbo", "unknown loss 'elbo'"),
     (SVIConfig, "guide", "flow", "unknown guide 'flow'"),
-    (SVIConfig, "batch_size", 0, "batch_size must be an integer >= 1"),
+    (SVIConfig, "batch_size", 0, "batch_size must be 'auto', None or an integer >= 1"),
     (EMConfig, "tol", -1.0, "tol must be a finite number >= 0"),
     (EMConfig, "max_iter", 0, "max_iter must be an integer >= 1"),
 ])

@@ -103,7 +103,7 @@ def importance_log_weights(result: FitResult, num_samples: int = 1000, *, seed: 
     problem = result.problem
     if result.guide is None:
         raise ValueError("importance weights need a fitted guide (an SVI result)")
-    trace = problem.trace()
+    trace = problem.structure
     nesting = max_plate_nesting(trace)
     elbo = (TraceEnum_ELBO(max_plate_nesting=nesting) if enumerated_sites(trace)
             else Trace_ELBO(max_plate_nesting=nesting))

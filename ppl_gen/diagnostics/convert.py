@@ -84,8 +84,12 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
         posterior_predictive: Include replicated data.
     """
     problem = result.problem
-    reference = problem.trace()
-    observed = {name: _np(reference.nodes[name]["value"]) for name in problem.observed}
+    reference = problem.structure
+    if problem.module is not None and problem.module.observed in problem.data:
+        observed = {problem.module.observed: _np(problem.data[problem.module.observed])}
+    else:
+        full = problem.trace()
+        observed = {name: _np(full.nodes[name]["value"]) for name in problem.observed}
     groups: dict[str, Any] = {"observed_data": observed}
     if result.samples is not None:  # MCMC
         num_chains = next(iter(result.samples.values())).shape[0]

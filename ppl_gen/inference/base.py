@@ -9,6 +9,7 @@ Every engine exposes the same three layers: ``init(problem, config, seed) -> Sta
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,17 @@ from ..models.base import GenerativeModel
 __all__ = ["Problem", "make_problem", "FitResult", "StepInfo", "Engine", "resolve_device",
            "num_threads", "param_scope", "latent_sites", "enumerated_sites",
            "max_plate_nesting"]
+
+
+#: Rows a structure-only trace uses (see ``Problem.structure``).
+STRUCTURE_ROWS = 16
+
+
+def _signature_names(fn: Callable[..., Any]) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -111,9 +123,26 @@ class Problem:
     device: torch.device
 
     def trace(self, **overrides: Any) -> poutine.Trace:
-        """One prior trace of the model (observed sites fixed to the data)."""
-        with poutine.block():
+        """One prior trace of the model on all the data (observed sites fixed to it)."""
+        with poutine.block(), torch.no_grad():
             return poutine.trace(self.model).get_trace(**{**self.data, **overrides})
+
+    @functools.cached_property
+    def structure(self) -> poutine.Trace:
+        """A trace for reading the model's structure (site names, plates, observed sites),
+        cached, on a subsample of at most ``STRUCTURE_ROWS`` rows when the model takes
+        ``subsample_size``: the image models' activations on a whole data set would not fit
+        in memory just to learn their site names."""
+        overrides: dict[str, Any] = {}
+        module = self.module
+        if module is not None and "subsample_size" in _signature_names(self.model):
+            observed = self.data.get(module.observed)
+            if isinstance(observed, Tensor) and observed.dim() and \
+                    observed.shape[0] > STRUCTURE_ROWS:
+                overrides["subsample_size"] = STRUCTURE_ROWS
+        trace = self.trace(**overrides)
+        trace.compute_log_prob()  # shape mismatches between data and plates surface here
+        return trace
 
 
 def _bind_data(fn: Callable[..., Any], data: dict[str, Any], *, strict: bool,
@@ -181,8 +210,7 @@ def make_problem(model: GenerativeModel | Callable[..., Any],
                         f"{type(model).__name__}")
     problem = Problem(model_fn, own_guide, tensors, (), module, name, device)
     try:
-        trace = problem.trace()
-        trace.compute_log_prob()  # shape mismatches between data and plates surface here
+        trace = problem.structure
     except (ValueError, RuntimeError, IndexError) as error:
         raise ValueError(f"model {name!r} failed on the given data: {error}") from error
     observed = tuple(n for n, s in trace.nodes.items()
@@ -192,7 +220,9 @@ def make_problem(model: GenerativeModel | Callable[..., Any],
         raise ValueError(f"model {name!r} has no observed sample site with the given data "
                          f"(keys: {', '.join(tensors) or 'none'}); pass the observations "
                          "under the model's argument names")
-    return Problem(model_fn, own_guide, tensors, observed, module, name, device)
+    bound = Problem(model_fn, own_guide, tensors, observed, module, name, device)
+    bound.__dict__["structure"] = trace  # reuse the validated trace (cached_property slot)
+    return bound
 
 
 def latent_sites(trace: poutine.Trace) -> list[str]:

@@ -59,7 +59,7 @@ class MCMCState(NamedTuple):
 
 
 def _kernel(problem: Problem, config: MCMCConfig) -> MCMCKernel:
-    nesting = max_plate_nesting(problem.trace())
+    nesting = max_plate_nesting(problem.structure)
     common: dict[str, Any] = dict(
         step_size=config.step_size, adapt_step_size=True,
         adapt_mass_matrix=config.adapt_mass_matrix, full_mass=config.full_mass,
@@ -74,7 +74,7 @@ def _kernel(problem: Problem, config: MCMCConfig) -> MCMCKernel:
 def init(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> MCMCState:
     """Set up one kernel per chain, each from its own seeded initial point."""
     config = config or MCMCConfig()
-    if not latent_sites(problem.trace()):
+    if not latent_sites(problem.structure):
         raise ValueError(f"model {problem.name!r} has no latent sample sites to sample: "
                          "MCMC needs priors on its parameters (e.g. bayesian_gmm, not gmm); "
                          "fit point parameters with 'svi' or 'em'")

@@ -213,7 +213,7 @@ def draw_from_guide(problem: Problem, guide: Any, num_samples: int, *, seed: int
     from .base import latent_sites, param_scope
 
     pyro.set_rng_seed(seed)
-    model_trace = problem.trace()
+    model_trace = problem.structure
     wanted = latent_sites(model_trace)
     out: dict[str, list[Tensor]] = {name: [] for name in wanted}
     with param_scope(param_state):

@@ -90,7 +90,7 @@ _AUTOGUIDES = {
 
 def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
     """The guide named by ``config.guide`` (see :class:`~ppl_gen.config.SVIConfig`)."""
-    trace = problem.trace()
+    trace = problem.structure
     latents = latent_sites(trace)
     kind = config.guide
     if kind == "model":
@@ -126,7 +126,7 @@ def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
 
 def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
     """The ELBO named by ``config.loss``; ``"auto"`` sums out enumerated sites if any."""
-    trace = problem.trace()
+    trace = problem.structure
     nesting = max_plate_nesting(trace)
     enumerated = enumerated_sites(trace)
     loss = config.loss
@@ -169,14 +169,25 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
         loss = build_loss(problem, config)
         svi = _SVI(problem.model, guide, _optimizer(config), loss=loss)
         step_kwargs: dict[str, Any] = {}
-        if config.batch_size is not None:
+        batch_size = config.batch_size
+        if batch_size == "auto":
+            preferred = getattr(problem.module, "default_batch_size", None)
+            num_data = _num_data(problem)
+            batch_size = preferred if preferred and num_data and num_data > preferred else None
+        if batch_size is not None:
             if "subsample_size" not in _parameters(problem.model):
                 raise ValueError(
                     f"batch_size was set but model {problem.name!r} takes no subsample_size "
                     "argument; give it one and pass it to pyro.plate('data', N, "
                     "subsample_size=subsample_size), or leave batch_size=None")
-            step_kwargs["subsample_size"] = config.batch_size
+            step_kwargs["subsample_size"] = batch_size
     return SVIState(svi, guide, problem, state, step_kwargs, 0)
+
+
+def _num_data(problem: Problem) -> int | None:
+    """Rows of the observed data (the size of the ``data`` plate), if known."""
+    plate = problem.structure.nodes.get("data")
+    return int(plate["fn"].size) if plate is not None else None
 
 
 def _parameters(fn: Callable[..., Any]) -> set[str]:

@@ -77,6 +77,10 @@ class BinaryAutoregressive(GenerativeModel):
 
     data_keys = ("x",)
     likelihood = "exact"
+    # The networks' activations grow with the batch (NADE holds N x D x H of them).
+    default_batch_size = 100
+    #: Rows per chunk when log_prob is evaluated without gradients.
+    eval_chunk_size = 256
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -116,8 +120,11 @@ class BinaryAutoregressive(GenerativeModel):
             pyro.sample("x", dist.Bernoulli(logits=self.logits(batch)).to_event(1), obs=batch)
 
     def log_prob(self, x: Tensor, **_: Any) -> Tensor:
-        """Exact log p(x_n), shaped (N,): one pass, all conditionals at once."""
+        """Exact log p(x_n), shaped (N,): one pass, all conditionals at once (in chunks of
+        rows when no gradient is needed, so evaluating a whole data set fits in memory)."""
         self._check_x(x)
+        if not torch.is_grad_enabled() and x.shape[0] > self.eval_chunk_size:
+            return torch.cat([self.log_prob(chunk) for chunk in x.split(self.eval_chunk_size)])
         logits = self.logits(x)
         return -nn.functional.binary_cross_entropy_with_logits(
             logits, x, reduction="none").sum(-1)

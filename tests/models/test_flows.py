@@ -62,8 +62,8 @@ def test_log_det_jacobian_matches_autograd(trained, flow):
     points = torch.randn(5, 2, dtype=torch.float64)
     for transform in distribution.transforms:
         for point in points:
-            jacobian = torch.autograd.functional.jacobian(lambda v: transform(v[None])[0],
-                                                          point)
+            jacobian = torch.autograd.functional.jacobian(
+                lambda v, t=transform: t(v[None])[0], point)
             expected = torch.linalg.slogdet(jacobian).logabsdet
             got = transform.log_abs_det_jacobian(point[None], transform(point[None]))
             torch.testing.assert_close(got.reshape(()), expected, atol=1e-6, rtol=1e-6)
