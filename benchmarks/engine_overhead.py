@@ -4,7 +4,8 @@ Side by side, in one process, alternating runs (the machines are shared and nois
 report medians and ratios from the same run, never single absolute times):
 
 - NUTS on eight schools (non-centered): ``ppl_gen.fit(engine="nuts")`` against
-  ``pyro.infer.MCMC(NUTS(model))``; both one chain, same warmup and draws, jit off and on.
+  ``pyro.infer.MCMC(NUTS(model))`` on the same plain Pyro function; both one chain, same
+  warmup and draws, jit off and on; plus ppl_gen's registered EightSchools module.
   Metric: wall time and minimum bulk ESS per second.
 - SVI on eight schools with AutoNormal: ``ppl_gen.fit(engine="svi")`` against a plain Pyro
   ``SVI`` loop. Metric: time per step.
@@ -59,13 +60,17 @@ def in_order(seed, first, second):
     return a, second()
 
 
-def bench_nuts(data, warmup, draws, jit, seed):
+def bench_nuts(data, warmup, draws, jit, seed, zoo=False):
+    """The same plain Pyro function through ppl_gen's engine and through pyro's MCMC, with
+    Pyro's default initialisation (uniform) on both sides; ``zoo=True`` runs ppl_gen's
+    registered EightSchools module instead on ppl_gen's side."""
     def ours():
-        model = ppl_gen.MODELS["eight_schools"].from_dataset(data)
+        model = ppl_gen.MODELS["eight_schools"].from_dataset(data) if zoo \
+            else eight_schools_pyro
         start = time.perf_counter()
         result = ppl_gen.fit(model, data, engine="nuts", num_warmup=warmup,
                              num_samples=draws, num_chains=1, jit_compile=jit, seed=seed,
-                             device="cpu")
+                             init_strategy="uniform", device="cpu")
         wall = time.perf_counter() - start
         return wall, min_ess({k: v.numpy() for k, v in result.samples.items()})
 
@@ -141,7 +146,10 @@ def main(args: argparse.Namespace) -> None:
     rows = {}
     for jit in (False, True):
         runs = [bench_nuts(data, warmup, draws, jit, seed) for seed in range(args.repeats)]
-        rows[f"nuts jit={jit}"] = runs
+        rows[f"NUTS jit={jit}"] = runs
+    runs = [bench_nuts(data, warmup, draws, False, seed, zoo=True)
+            for seed in range(args.repeats)]
+    rows["NUTS jit=False, ppl_gen's EightSchools module vs plain function"] = runs
     svi_runs = [bench_svi(data, steps, seed) for seed in range(args.repeats)]
     em_runs = [bench_em(seed) for seed in range(args.repeats)]
 
@@ -157,7 +165,8 @@ def main(args: argparse.Namespace) -> None:
               f"{theirs:.2f} | {med(r[0] / r[1] for r in runs):.2f} |")
         print(f"| eight schools {name}: min bulk ESS/s | {med(r[2] for r in runs):.1f} | "
               f"{med(r[3] for r in runs):.1f} | {med(r[2] / r[3] for r in runs):.2f} |")
-    print(f"| eight schools SVI AutoNormal: ms/step | {1e3 * med(r[0] for r in svi_runs):.2f} "
+    print("| eight schools SVI AutoNormal (zoo module vs plain function): ms/step | "
+          f"{1e3 * med(r[0] for r in svi_runs):.2f} "
           f"| {1e3 * med(r[1] for r in svi_runs):.2f} | "
           f"{med(r[0] / r[1] for r in svi_runs):.2f} |")
     print(f"| GMM EM, 3,000 x 2, K=3 (vs scikit-learn): wall s | "

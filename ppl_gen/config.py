@@ -164,7 +164,7 @@ class MCMCConfig:
         num_chains: Independent chains, each with its own seed and initial point.
         target_accept_prob: Dual-averaging target; raise it (0.9–0.99) to fight divergences.
         max_tree_depth: NUTS doubling limit.
-        step_size: Initial step size (adapted during warmup).
+        step_size: Initial step size (adapted during warmup; 1.0 as in Pyro).
         num_steps: Leapfrog steps for fixed-length HMC (``kernel="hmc"``).
         adapt_mass_matrix: Adapt a mass matrix in Stan-style windows.
         full_mass: Dense (True) or diagonal (False) mass matrix.
@@ -182,7 +182,7 @@ class MCMCConfig:
     num_chains: int = 4
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
-    step_size: float = 0.1
+    step_size: float = 1.0
     num_steps: int = 16
     adapt_mass_matrix: bool = True
     full_mass: bool = False

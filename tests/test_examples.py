@@ -8,7 +8,7 @@ import pytest
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLES = ["gmm_em_svi_nuts.py", "ppca_em.py", "eight_schools_vi_vs_mcmc.py",
-            "logistic_regression.py", "your_own_pyro_model.py"]
+            "logistic_regression.py", "your_own_pyro_model.py", "explicit_density.py"]
 
 
 @pytest.mark.examples

@@ -140,7 +140,9 @@ def run(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> Fi
     config = config or MCMCConfig()
     start = time.perf_counter()
     total = config.num_warmup + config.num_samples
-    with num_threads(config.num_threads):
+    # Like Pyro's MCMC runner (disable_validation=True): distribution argument checks on
+    # every leapfrog step cost time and NaNs during adaptation are expected.
+    with num_threads(config.num_threads), pyro.validation_enabled(False):
         state = init(problem, config, seed)
         draws: list[list[dict[str, Tensor]]] = [[] for _ in range(config.num_chains)]
         stats: list[dict[str, np.ndarray]] = []
