@@ -61,6 +61,7 @@ def main(args: argparse.Namespace) -> dict:
         kwargs = {"hidden_dim": hidden} if name == "nade" else \
             {"hidden_dims": (hidden,)} if name == "made" else {}
         model = ppl_gen.MODELS[name].from_dataset(train, **kwargs)
+        model.initialize_bias(train["x"])  # marginal log-odds: the independent model's MLE
         ppl_gen.fit(model, train, engine="svi", num_steps=steps, learning_rate=1e-2,
                     final_learning_rate=1e-4, batch_size=100, device="cpu")
         model.eval()

@@ -12,12 +12,13 @@ from .eight_schools import EightSchools
 from .flows import NormalizingFlow
 from .linear_gaussian import PPCA, FactorAnalysis, ppca_closed_form
 from .mixture import GaussianMixture
+from .mixture_outputs import MADEMoG
 from .regression import BayesianLinearRegression, BayesianLogisticRegression
 
 __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "BayesianLinearRegression", "BayesianLogisticRegression", "GaussianMixture", "PPCA",
            "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
-           "MarkovChain", "FVSBN", "NADE", "MADE", "NormalizingFlow"]
+           "MarkovChain", "FVSBN", "NADE", "MADE", "NormalizingFlow", "MADEMoG"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 MODELS.register("eight_schools", "hierarchical normal model, non-centered (Rubin 1981)")(
@@ -45,6 +46,8 @@ MODELS.register("nade", "neural autoregressive density estimator (Larochelle & M
 MODELS.register("made", "masked autoencoder for distribution estimation (Germain et al. 2015)")(
     MADE)
 
+MODELS.register("made_mog", "MADE with mixture-of-Gaussians conditionals, real-valued data")(
+    MADEMoG)
 for _flow, _description in (
         ("realnvp", "RealNVP: affine coupling flow (Dinh et al. 2017)"),
         ("maf", "masked autoregressive flow (Papamakarios et al. 2017)"),
@@ -66,7 +69,7 @@ DEFAULT_DATASETS = {
     "gmm": "gaussian_mixture", "bayesian_gmm": "gaussian_mixture", "ppca": "digits",
     "factor_analysis": "digits", "independent_bernoulli": "mnist", "markov_chain": "mnist",
     "fvsbn": "mnist", "nade": "mnist", "made": "mnist", "realnvp": "two_moons",
-    "maf": "two_moons", "nsf": "two_moons",
+    "maf": "two_moons", "nsf": "two_moons", "made_mog": "two_moons",
 }
 
 

@@ -142,6 +142,24 @@ class BinaryAutoregressive(GenerativeModel):
     def sample(self, num_samples: int, **_: Any) -> Tensor:
         return self.sample_binary(num_samples)
 
+    def output_bias(self) -> Tensor:
+        """The per-pixel bias added to every logit (what ``initialize_bias`` sets)."""
+        return self.bias
+
+    @torch.no_grad()
+    def initialize_bias(self, x: Tensor, *, eps: float = 1e-3) -> None:
+        """Start the per-pixel output biases at the data's marginal log-odds.
+
+        For independent pixels this is the maximum-likelihood solution; for the others it
+        starts training where the independent model ends instead of at p = 1/2 everywhere.
+        Border pixels of MNIST are never on, and their log-odds must reach about
+        log(eps) ~ -7: from zero Adam needs hundreds of steps just to get there. ``eps``
+        clamps the means away from 0 and 1 (log-odds within +-6.9).
+        """
+        self._check_x(x)
+        mean = x.mean(0).clamp(eps, 1 - eps)
+        self.output_bias().copy_(torch.log(mean) - torch.log1p(-mean))
+
     def num_parameters(self) -> int:
         """Free parameters (masked-out weights excluded)."""
         return sum(p.numel() for p in self.parameters())
@@ -316,6 +334,9 @@ class MADE(BinaryAutoregressive):
                                  torch.stack([m[layer_index] for m in mask_sets]))
         self._mask_index = -1
         self.use_mask(0)
+
+    def output_bias(self) -> Tensor:
+        return self.layers[-1].bias
 
     def use_mask(self, index: int) -> None:
         """Install mask set ``index`` (and its ordering)."""

@@ -133,3 +133,20 @@ def test_binary_data_required():
     with pytest.raises(ValueError, match="num_masks must be >= 1"):
         MADE(4, num_masks=0)
     assert math.isfinite(float(NADE(3, 2).log_prob(torch.ones(1, 3))))
+
+
+def test_bias_initialisation_is_the_independent_mle():
+    """For independent pixels the marginal log-odds are the maximum-likelihood solution:
+    the log-likelihood equals sum_i [m_i log m_i + (1 - m_i) log(1 - m_i)] per image."""
+    data = ppl_gen.load_dataset("digits", binarize=True, dtype=torch.float64)
+    x = data["x"]
+    model = IndependentBernoulli(64).double()
+    model.initialize_bias(x, eps=1e-9)
+    m = x.mean(0).clamp(1e-9, 1 - 1e-9)
+    expected = (m * m.log() + (1 - m) * (1 - m).log()).sum()
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_prob(x).mean(), expected)
+    for cls in (MarkovChain, FVSBN, NADE, MADE):  # every model has the hook
+        other = cls(64).double()
+        other.initialize_bias(x)
+        assert torch.isfinite(other.output_bias()).all()
