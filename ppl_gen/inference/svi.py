@@ -199,8 +199,6 @@ def _parameters(fn: Callable[..., Any]) -> set[str]:
 
 def step(state: SVIState) -> tuple[SVIState, StepInfo]:
     """One optimiser step on the (minibatch) ELBO; raises on a non-finite loss."""
-    advice = (f"at step {state.num_steps + 1} for model {state.problem.name!r}; lower "
-              "learning_rate, use optimizer='clipped_adam', or check the data scale")
     try:
         with param_scope(state.param_state):
             loss = state.svi.step(**state.problem.data, **state.step_kwargs)
@@ -208,12 +206,18 @@ def step(state: SVIState) -> tuple[SVIState, StepInfo]:
         # With validation on, Pyro reports a NaN parameter as an invalid distribution
         # argument before the loss itself is NaN.
         if "invalid values" in str(error) and "nan" in str(error).lower():
-            raise FloatingPointError(f"SVI loss became nan {advice}") from error
+            raise FloatingPointError(_nan_message("nan", state)) from error
         raise
     if not np.isfinite(loss):
-        raise FloatingPointError(f"SVI loss became {loss} {advice}")
+        raise FloatingPointError(_nan_message(loss, state))
     new_state = state._replace(num_steps=state.num_steps + 1)
     return new_state, StepInfo(loss, {"elbo": -loss})
+
+
+def _nan_message(loss: object, state: SVIState) -> str:
+    return (f"SVI loss became {loss} at step {state.num_steps + 1} for model "
+            f"{state.problem.name!r}; lower learning_rate, use optimizer='clipped_adam', or "
+            "check the data scale")
 
 
 def evaluate_loss(state: SVIState) -> float:

@@ -99,10 +99,6 @@ class BinaryAutoregressive(GenerativeModel):
     def logits(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _check_x(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (N, {self.dim}), got {tuple(x.shape)}")
-
     def model(self, x: Tensor | None = None, num_data: int | None = None,
               subsample_size: int | None = None, **_: Any) -> None:
         if x is not None:

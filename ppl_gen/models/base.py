@@ -100,6 +100,11 @@ class GenerativeModel(PyroModule):
         check_data_keys(cls.__name__, cls.data_keys, getattr(dataset, "tensors", dataset))
         return cls(**kwargs)
 
+    def _check_x(self, x: Tensor) -> None:
+        """Density models observe x shaped (N, self.dim); fail early with that shape."""
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (N, {self.dim}), got {tuple(x.shape)}")
+
     def log_prob(self, **data: Any) -> Tensor:
         """Per-datum log p(x) (exact models); others raise ``NotImplementedError``."""
         raise NotImplementedError(f"{type(self).__name__} has no tractable log_prob")

@@ -116,10 +116,6 @@ class NormalizingFlow(GenerativeModel):
         base = dist.Normal(self._zero.expand(self.dim), 1.0).to_event(1)
         return dist.TransformedDistribution(base, self.transforms())
 
-    def _check_x(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (N, {self.dim}), got {tuple(x.shape)}")
-
     def model(self, x: Tensor | None = None, num_data: int | None = None,
               subsample_size: int | None = None, **_: Any) -> None:
         if x is not None:

@@ -51,10 +51,6 @@ class _LinearGaussian(GenerativeModel):
         check_data_keys(cls.__name__, cls.data_keys, tensors)
         return cls(tensors["x"].shape[-1], latent_dim, **kwargs)
 
-    def _check_x(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (N, {self.dim}), got {tuple(x.shape)}")
-
     def _noise_diag(self) -> Tensor:
         return self.noise_var.expand(self.dim)
 

@@ -98,10 +98,6 @@ class GaussianMixture(GenerativeModel):
             return self.scale_tril_param
         return torch.diag_embed(self.scales)
 
-    def _check_x(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (N, {self.dim}), got {tuple(x.shape)}")
-
     # --- Pyro model ------------------------------------------------------------------
     def model(self, x: Tensor | None = None, num_data: int | None = None,
               subsample_size: int | None = None, **_: Any) -> None:

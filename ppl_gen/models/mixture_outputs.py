@@ -85,10 +85,6 @@ class MADEMoG(GenerativeModel):
         return dist.MixtureSameFamily(dist.Categorical(logits=logits),
                                       dist.Normal(means, scales)).to_event(1)
 
-    def _check_x(self, x: Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (N, {self.dim}), got {tuple(x.shape)}")
-
     def model(self, x: Tensor | None = None, num_data: int | None = None,
               subsample_size: int | None = None, **_: Any) -> None:
         if x is None:  # draw x ancestrally and record it as the site's value
