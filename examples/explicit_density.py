@@ -4,7 +4,7 @@
 The lecture's story in one script:
 
 1. How many parameters does each factorisation of a binary image need? (the full joint
-   2^n - 1, independent pixels n, a Markov chain 2n - 1, FVSBN, NADE, MADE)
+   2^n - 1, independent pixels n, a Markov chain 2n - 1, FVSBN, NADE, MADE, PixelCNN)
 2. Fit each by maximum likelihood (the SVI engine with an empty guide: -ELBO is exactly
    -log p(x)) and compare exact test log-likelihoods: more structure, better density.
 3. Sample them — one pixel at a time, the seed's "slow sequential generation" — and time it.
@@ -32,7 +32,7 @@ import ppl_gen  # noqa: E402
 from ppl_gen.models.autoregressive import full_joint_parameters  # noqa: E402
 from ppl_gen.plots import save_figure  # noqa: E402
 
-MODELS = ["independent_bernoulli", "markov_chain", "fvsbn", "nade", "made"]
+MODELS = ["independent_bernoulli", "markov_chain", "fvsbn", "nade", "made", "pixelcnn"]
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -58,8 +58,8 @@ def main(args: argparse.Namespace) -> dict:
         print(f"{'full joint':24s}{full_joint_parameters(dim):>14,d}")
     results, grids = {}, {}
     for name in MODELS:
-        kwargs = {"hidden_dim": hidden} if name == "nade" else \
-            {"hidden_dims": (hidden,)} if name == "made" else {}
+        kwargs = {"nade": {"hidden_dim": hidden}, "made": {"hidden_dims": (hidden,)},
+                  "pixelcnn": {"channels": 8 if args.smoke else 64}}.get(name, {})
         model = ppl_gen.MODELS[name].from_dataset(train, **kwargs)
         model.initialize_bias(train["x"])  # marginal log-odds: the independent model's MLE
         ppl_gen.fit(model, train, engine="svi", num_steps=steps, learning_rate=1e-2,

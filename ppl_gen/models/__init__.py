@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 
 from ..registry import Registry
-from .autoregressive import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain
+from .autoregressive import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain, PixelCNN
 from .base import GenerativeModel
 from .eight_schools import EightSchools
 from .flows import NormalizingFlow
@@ -18,7 +18,7 @@ from .regression import BayesianLinearRegression, BayesianLogisticRegression
 __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "BayesianLinearRegression", "BayesianLogisticRegression", "GaussianMixture", "PPCA",
            "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
-           "MarkovChain", "FVSBN", "NADE", "MADE", "NormalizingFlow", "MADEMoG"]
+           "MarkovChain", "FVSBN", "NADE", "MADE", "PixelCNN", "NormalizingFlow", "MADEMoG"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 MODELS.register("eight_schools", "hierarchical normal model, non-centered (Rubin 1981)")(
@@ -46,6 +46,8 @@ MODELS.register("nade", "neural autoregressive density estimator (Larochelle & M
 MODELS.register("made", "masked autoencoder for distribution estimation (Germain et al. 2015)")(
     MADE)
 
+MODELS.register("pixelcnn", "PixelCNN: masked convolutions A/B (van den Oord et al. 2016)")(
+    PixelCNN)
 MODELS.register("made_mog", "MADE with mixture-of-Gaussians conditionals, real-valued data")(
     MADEMoG)
 for _flow, _description in (
@@ -69,7 +71,7 @@ DEFAULT_DATASETS = {
     "gmm": "gaussian_mixture", "bayesian_gmm": "gaussian_mixture", "ppca": "digits",
     "factor_analysis": "digits", "independent_bernoulli": "mnist", "markov_chain": "mnist",
     "fvsbn": "mnist", "nade": "mnist", "made": "mnist", "realnvp": "two_moons",
-    "maf": "two_moons", "nsf": "two_moons", "made_mog": "two_moons",
+    "maf": "two_moons", "nsf": "two_moons", "made_mog": "two_moons", "pixelcnn": "mnist",
 }
 
 

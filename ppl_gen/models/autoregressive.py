@@ -13,6 +13,7 @@ sequential generation".
 | FVSBN | sigmoid(b_i + sum_{j<i} W_ij x_j) | D + D(D-1)/2 |
 | NADE | sigmoid(V_i . sigmoid(W_{<i} x_<i + c) + b_i) | 2DH + D + H |
 | MADE | masked MLP output i | its unmasked weights |
+| PixelCNN | masked convolutions over the pixels above and to the left | its unmasked weights |
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ import torch
 from pyro.distributions import constraints
 from torch import Tensor, nn
 
+from ..nn.conv import MaskedConv2d
 from ..nn.masked import MaskedLinear, made_degrees, made_masks
 from .base import GenerativeModel, check_data_keys
 
 __all__ = ["AutoregressiveBernoulli", "BinaryAutoregressive", "IndependentBernoulli",
-           "MarkovChain", "FVSBN", "NADE", "MADE", "full_joint_parameters"]
+           "MarkovChain", "FVSBN", "NADE", "MADE", "PixelCNN", "full_joint_parameters"]
 
 
 def full_joint_parameters(dim: int) -> int:
@@ -403,3 +405,77 @@ class MADE(BinaryAutoregressive):
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, hidden_dims={self.hidden_dims}, num_masks={self.num_masks}, "
                 f"num_parameters={self.num_parameters()}")
+
+
+class PixelCNN(BinaryAutoregressive):
+    """Masked convolutions in raster order: a type-A layer, then type-B layers, then a 1x1
+    convolution to one logit per pixel. Weight sharing across positions makes it far
+    smaller than FVSBN or NADE at 28 x 28.
+
+    Arguments:
+        dim: D = height x width.
+        image_shape: (height, width); default: the square with D pixels.
+        channels: Feature maps per layer.
+        num_layers: Masked layers (the first is type A with ``first_kernel``; the rest
+            type B, 3 x 3).
+        first_kernel: Kernel of the type-A layer (7 in the paper).
+
+    References:
+        van den Oord, Kalchbrenner & Kavukcuoglu (2016), "Pixel recurrent neural
+        networks", ICML.
+    """
+
+    def __init__(self, dim: int, *, image_shape: tuple[int, int] | None = None,
+                 channels: int = 64, num_layers: int = 5, first_kernel: int = 7) -> None:
+        super().__init__(dim)
+        if image_shape is None:
+            side = math.isqrt(dim)
+            if side * side != dim:
+                raise ValueError(f"dim={dim} is not a square: pass image_shape=(height, width)")
+            image_shape = (side, side)
+        if image_shape[0] * image_shape[1] != dim:
+            raise ValueError(f"image_shape {tuple(image_shape)} does not have dim={dim} pixels")
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.image_shape = tuple(image_shape)
+        self.channels, self.num_layers = channels, num_layers
+        layers: list[nn.Module] = [MaskedConv2d(1, channels, first_kernel, "A")]
+        for _ in range(num_layers - 1):
+            layers += [nn.ReLU(), MaskedConv2d(channels, channels, 3, "B")]
+        layers += [nn.ReLU(), nn.Conv2d(channels, 1, 1)]
+        self.network = nn.Sequential(*layers)
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, **kwargs: Any) -> PixelCNN:
+        meta = getattr(dataset, "meta", {}) or {}
+        if "image_shape" in meta:
+            kwargs.setdefault("image_shape", tuple(meta["image_shape"]))
+        return super().from_dataset(dataset, **kwargs)
+
+    def output_bias(self) -> Tensor:
+        # One bias for all pixels in the last 1x1 convolution; per-pixel biases do not
+        # exist here, so start it at the mean log-odds.
+        return self.network[-1].bias
+
+    @torch.no_grad()
+    def initialize_bias(self, x: Tensor, *, eps: float = 1e-3) -> None:
+        self._check_x(x)
+        mean = x.mean().clamp(eps, 1 - eps)
+        self.output_bias().fill_(float(torch.log(mean) - torch.log1p(-mean)))
+
+    def logits(self, x: Tensor) -> Tensor:
+        images = x.reshape(x.shape[0], 1, *self.image_shape)
+        return self.network(images).reshape(x.shape[0], self.dim)
+
+    def num_parameters(self) -> int:
+        total = 0
+        for layer in self.network:
+            if isinstance(layer, nn.Conv2d):
+                mask = getattr(layer, "mask", None)
+                total += int(mask.sum()) if mask is not None else layer.weight.numel()
+                total += layer.bias.numel()
+        return total
+
+    def extra_repr(self) -> str:
+        return (f"image_shape={self.image_shape}, channels={self.channels}, "
+                f"num_layers={self.num_layers}, num_parameters={self.num_parameters()}")

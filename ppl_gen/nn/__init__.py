@@ -1,8 +1,9 @@
-"""Neural building blocks (no models here): MLPs and autoregressive masks."""
+"""Neural building blocks (no models here): MLPs, autoregressive masks, masked convolutions."""
 
 from __future__ import annotations
 
+from .conv import MaskedConv2d
 from .masked import MaskedLinear, made_degrees, made_masks
 from .mlp import MLP
 
-__all__ = ["MLP", "MaskedLinear", "made_degrees", "made_masks"]
+__all__ = ["MLP", "MaskedLinear", "MaskedConv2d", "made_degrees", "made_masks"]

@@ -7,7 +7,7 @@ import torch
 from scipy.stats import chisquare
 
 import ppl_gen
-from ppl_gen.models import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain
+from ppl_gen.models import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain, PixelCNN
 from ppl_gen.models.autoregressive import full_joint_parameters
 
 
@@ -19,6 +19,9 @@ def _models(dim):
         "nade": NADE(dim, hidden_dim=7),
         "made": MADE(dim, hidden_dims=(16, 16)),
         "made_ensemble": MADE(dim, hidden_dims=(16,), num_masks=3, order_agnostic=True),
+        # A 2 x (dim / 2) image; 3 x 3 kernels so that the mask, not the border, decides.
+        "pixelcnn": PixelCNN(dim, image_shape=(2, dim // 2), channels=6, num_layers=3,
+                             first_kernel=3),
     }
 
 
@@ -43,7 +46,8 @@ def test_probabilities_sum_to_one_over_all_images(name):
     assert abs(float(total) - 1) < 1e-5
 
 
-@pytest.mark.parametrize("name", ["markov", "fvsbn", "nade", "made", "made_ensemble"])
+@pytest.mark.parametrize("name", ["markov", "fvsbn", "nade", "made", "made_ensemble",
+                                  "pixelcnn"])
 def test_logits_are_strictly_autoregressive(name):
     """d logit_i / d x_j = 0 unless j comes before i in the model's ordering."""
     dim = 8
@@ -146,7 +150,22 @@ def test_bias_initialisation_is_the_independent_mle():
     expected = (m * m.log() + (1 - m) * (1 - m).log()).sum()
     with torch.no_grad():
         torch.testing.assert_close(model.log_prob(x).mean(), expected)
-    for cls in (MarkovChain, FVSBN, NADE, MADE):  # every model has the hook
+    for cls in (MarkovChain, FVSBN, NADE, MADE, PixelCNN):  # every model has the hook
         other = cls(64).double()
         other.initialize_bias(x)
         assert torch.isfinite(other.output_bias()).all()
+
+
+def test_pixelcnn_masks_and_shape_errors():
+    """Type A hides the centre pixel, type B shows it; nothing below or to the right."""
+    from ppl_gen.nn import MaskedConv2d
+
+    a = MaskedConv2d(1, 1, 3, "A").mask[0, 0]
+    b = MaskedConv2d(1, 1, 3, "B").mask[0, 0]
+    assert a.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    assert b.tolist() == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]
+    with pytest.raises(ValueError, match="dim=10 is not a square"):
+        PixelCNN(10)
+    with pytest.raises(ValueError, match="unknown mask_type 'C'"):
+        MaskedConv2d(1, 1, 3, "C")
+    assert PixelCNN(784).num_parameters() < FVSBN(784).num_parameters()
