@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
@@ -30,3 +31,11 @@ def assert_within_mcse(estimate: float, truth: float, mcse: float, *, k: float =
     assert abs(estimate - truth) < k * mcse, (
         f"{label}: |{estimate:.4f} - {truth:.4f}| = {abs(estimate - truth):.4f} "
         f">= {k} x MCSE {mcse:.4f}")
+
+
+def normal_normal(y):
+    """A plain Pyro user model with a known posterior: mu ~ N(0, 1), y_i ~ N(mu, 1), so
+    mu | y ~ N(sum(y) / (n + 1), 1 / (n + 1))."""
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    with pyro.plate("data", len(y)):
+        pyro.sample("obs", dist.Normal(mu, 1.0), obs=y)

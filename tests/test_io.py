@@ -57,12 +57,17 @@ def test_corrupt_or_foreign_checkpoints_fail_clearly(tmp_path):
         load_run(tmp_path)
 
 
+def _copy_run(out, target):
+    """A private copy of the shared run folder, for tests that damage it."""
+    target.mkdir()
+    for p in out.iterdir():
+        (target / p.name).write_bytes(p.read_bytes())
+    return target
+
+
 def test_truncated_checkpoint_in_a_run_folder(em_run, tmp_path):
     out, _, _ = em_run
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for p in out.iterdir():
-        (copy / p.name).write_bytes(p.read_bytes())
+    copy = _copy_run(out, tmp_path / "copy")
     data = (copy / "checkpoint.pt").read_bytes()
     (copy / "checkpoint.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="corrupt"):
@@ -82,10 +87,7 @@ def test_out_path_that_is_a_file(tmp_path, em_run):
 
 def test_corrupt_json_in_a_run_folder(em_run, tmp_path):
     out, _, _ = em_run
-    copy = tmp_path / "copy2"
-    copy.mkdir()
-    for p in out.iterdir():
-        (copy / p.name).write_bytes(p.read_bytes())
+    copy = _copy_run(out, tmp_path / "copy2")
     (copy / "summary.json").write_text("{not json")
     with pytest.raises(ValueError, match="summary.json is corrupt"):
         load_run(copy)

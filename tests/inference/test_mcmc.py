@@ -1,6 +1,4 @@
 import numpy as np
-import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 
@@ -8,7 +6,7 @@ import ppl_gen
 from ppl_gen.config import MCMCConfig
 from ppl_gen.diagnostics import ess, mcse, rhat
 from ppl_gen.inference import make_problem, mcmc
-from tests.conftest import assert_within_mcse
+from tests.conftest import assert_within_mcse, normal_normal
 
 # posteriordb reference posterior for eight_schools-eight_schools_noncentered (priors
 # mu ~ N(0, 5), tau ~ HalfCauchy(5)): means of mu and tau. The reference draws (10,000)
@@ -79,10 +77,7 @@ def test_nuts_recovers_the_exact_conjugate_posterior():
 def test_hmc_kernel_and_user_model():
     y = torch.tensor([0.8, 1.3, 0.4, 1.9, 1.1])
 
-    def model(y):
-        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
-        with pyro.plate("data", len(y)):
-            pyro.sample("obs", dist.Normal(mu, 1.0), obs=y)
+    model = normal_normal
 
     result = ppl_gen.fit(model, {"y": y}, engine="hmc", num_warmup=200, num_samples=400,
                          num_chains=2, num_steps=8, seed=0, device="cpu")

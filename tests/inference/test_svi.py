@@ -8,6 +8,7 @@ import ppl_gen
 from ppl_gen.config import SVIConfig
 from ppl_gen.inference import make_problem, svi
 from ppl_gen.inference.base import param_scope
+from tests.conftest import normal_normal
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,7 @@ def test_user_pyro_function_is_first_class():
     """A plain Pyro model with its data arguments: Normal-Normal, posterior known."""
     y = torch.tensor([0.8, 1.3, 0.4, 1.9, 1.1])
 
-    def model(y):
-        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
-        with pyro.plate("data", len(y)):
-            pyro.sample("obs", dist.Normal(mu, 1.0), obs=y)
+    model = normal_normal
 
     def guide(y):
         loc = pyro.param("loc", torch.tensor(0.0))
