@@ -14,11 +14,13 @@ from .linear_gaussian import PPCA, FactorAnalysis, ppca_closed_form
 from .mixture import GaussianMixture
 from .mixture_outputs import MADEMoG
 from .regression import BayesianLinearRegression, BayesianLogisticRegression
+from .vae import VAE, ConditionalVAE
 
 __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "BayesianLinearRegression", "BayesianLogisticRegression", "GaussianMixture", "PPCA",
            "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
-           "MarkovChain", "FVSBN", "NADE", "MADE", "PixelCNN", "NormalizingFlow", "MADEMoG"]
+           "MarkovChain", "FVSBN", "NADE", "MADE", "PixelCNN", "NormalizingFlow", "MADEMoG",
+           "VAE", "ConditionalVAE"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 MODELS.register("eight_schools", "hierarchical normal model, non-centered (Rubin 1981)")(
@@ -58,6 +60,15 @@ for _flow, _description in (
     MODELS[_flow].from_dataset = (  # type: ignore[attr-defined]
         lambda ds, _flow=_flow, **kw: NormalizingFlow.from_dataset(ds, flow=_flow, **kw))
 
+MODELS.register("vae", "variational autoencoder, MLP encoder/decoder (Kingma & Welling 2014)")(
+    VAE)
+MODELS.register("conv_vae", "variational autoencoder, convolutional encoder/decoder")(
+    functools.partial(VAE, architecture="conv"))
+MODELS["conv_vae"].from_dataset = (  # type: ignore[attr-defined]
+    lambda ds, **kw: VAE.from_dataset(ds, architecture="conv", **kw))
+MODELS.register("cvae", "conditional VAE p(x | y); classifies by Bayes' rule, rejects outliers")(
+    ConditionalVAE)
+
 # Variants registered as partials need from_dataset too: the class's, with the variant.
 MODELS["eight_schools_centered"].from_dataset = (  # type: ignore[attr-defined]
     lambda ds, **kw: EightSchools.from_dataset(ds, centered=True, **kw))
@@ -72,6 +83,7 @@ DEFAULT_DATASETS = {
     "factor_analysis": "digits", "independent_bernoulli": "mnist", "markov_chain": "mnist",
     "fvsbn": "mnist", "nade": "mnist", "made": "mnist", "realnvp": "two_moons",
     "maf": "two_moons", "nsf": "two_moons", "made_mog": "two_moons", "pixelcnn": "mnist",
+    "vae": "mnist", "conv_vae": "mnist", "cvae": "mnist",
 }
 
 

@@ -78,7 +78,7 @@ class BinaryAutoregressive(GenerativeModel):
     """
 
     data_keys = ("x",)
-    likelihood = "exact"
+    density = "exact"
     # The networks' activations grow with the batch (NADE holds N x D x H of them).
     default_batch_size = 100
     #: Rows per chunk when log_prob is evaluated without gradients.

@@ -63,7 +63,7 @@ class GenerativeModel(PyroModule):
         observed: Name of the observed sample site (``"x"`` for density models, ``"y"`` for
             supervised models that condition on covariates ``x``).
         data_keys: Keyword data arguments the model needs when fitting.
-        likelihood: ``"exact"`` when :meth:`log_prob` is the exact marginal log-likelihood,
+        density: ``"exact"`` when :meth:`log_prob` is the exact marginal log-likelihood,
             ``"bound"`` when only a bound or estimator exists, ``"implicit"`` for samplers,
             ``"intractable"`` for Bayesian models whose evidence p(y) is not computed (their
             pointwise log p(y_i | theta) still feeds LOO/WAIC).
@@ -75,7 +75,7 @@ class GenerativeModel(PyroModule):
     observed: ClassVar[str] = "x"
     data_keys: ClassVar[tuple[str, ...]] = ("x",)
     default_batch_size: ClassVar[int | None] = None
-    likelihood: ClassVar[str] = "exact"
+    density: ClassVar[str] = "exact"
     has_local_guide: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -118,7 +118,7 @@ class GenerativeModel(PyroModule):
         return predictive(**data)[self.observed]
 
     def extra_repr(self) -> str:
-        return f"observed={self.observed!r}, likelihood={self.likelihood!r}"
+        return f"observed={self.observed!r}, density={self.density!r}"
 
 
 def _device_of(*tensors: Any) -> torch.device:

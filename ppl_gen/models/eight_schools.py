@@ -31,7 +31,7 @@ class EightSchools(GenerativeModel):
 
     observed = "y"
     data_keys = ("y", "sigma")
-    likelihood = "intractable"
+    density = "intractable"
 
     def __init__(self, *, centered: bool = False, mu_scale: float = 5.0,
                  tau_scale: float = 5.0) -> None:

@@ -64,7 +64,7 @@ class NormalizingFlow(GenerativeModel):
     """
 
     data_keys = ("x",)
-    likelihood = "exact"
+    density = "exact"
 
     def __init__(self, dim: int, *, flow: str = "realnvp", num_transforms: int = 4,
                  hidden_dims: Sequence[int] = (64, 64), count_bins: int = 8,

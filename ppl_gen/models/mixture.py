@@ -52,7 +52,7 @@ class GaussianMixture(GenerativeModel):
         self.covariance, self.priors = covariance, priors
         self.loc_scale, self.reg_covar = loc_scale, reg_covar
         # With priors the parameters are latent and p(x) needs an integral over them.
-        self.likelihood = "intractable" if priors else "exact"
+        self.density = "intractable" if priors else "exact"
         K, D = num_components, dim
         if priors:
             self.weights = PyroSample(lambda s: dist.Dirichlet(s._ones(K)))

@@ -42,7 +42,7 @@ class MADEMoG(GenerativeModel):
     """
 
     data_keys = ("x",)
-    likelihood = "exact"
+    density = "exact"
     default_batch_size = 100
 
     def __init__(self, dim: int, hidden_dims: Sequence[int] = (128, 128), *,

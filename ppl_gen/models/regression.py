@@ -17,7 +17,7 @@ __all__ = ["BayesianLinearRegression", "BayesianLogisticRegression"]
 class _GLM(GenerativeModel):
     observed = "y"
     data_keys = ("x", "y")
-    likelihood = "intractable"
+    density = "intractable"
 
     def __init__(self, num_features: int, *, prior_scale: float = 1.0,
                  bias_scale: float = 10.0) -> None:

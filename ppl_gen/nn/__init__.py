@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .conv import MaskedConv2d
+from .conv import ConvDecoder, ConvEncoder, MaskedConv2d
 from .masked import MaskedLinear, made_degrees, made_masks
 from .mlp import MLP
 
-__all__ = ["MLP", "MaskedLinear", "MaskedConv2d", "made_degrees", "made_masks"]
+__all__ = ["MLP", "ConvEncoder", "ConvDecoder", "MaskedLinear", "MaskedConv2d", "made_degrees",
+           "made_masks"]

@@ -1,4 +1,4 @@
-"""Masked convolutions for PixelCNN.
+"""Convolutional blocks: masked convolutions for PixelCNN; encoder and decoder for VAEs.
 
 References:
     van den Oord, Kalchbrenner & Kavukcuoglu (2016), "Pixel recurrent neural networks",
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MaskedConv2d"]
+__all__ = ["MaskedConv2d", "ConvEncoder", "ConvDecoder"]
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -36,3 +36,66 @@ class MaskedConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+def _check_image_shape(image_shape: tuple[int, int]) -> tuple[int, int]:
+    height, width = image_shape
+    if height % 4 or width % 4:
+        raise ValueError(f"the convolutional encoder/decoder halves the image twice, so "
+                         f"height and width must be multiples of 4; got {tuple(image_shape)} "
+                         "(use architecture='mlp' for other sizes)")
+    return height // 4, width // 4
+
+
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions (4 x 4 kernels), then a dense head: (..., H*W) -> (..., out).
+
+    Leading batch dimensions are flattened for the convolutions and restored afterwards, so
+    the encoder broadcasts like an MLP (Pyro's particle plates add dimensions on the left).
+    """
+
+    def __init__(self, image_shape: tuple[int, int], out_dim: int, *, channels: int = 32,
+                 hidden_dim: int = 256, in_extra: int = 0) -> None:
+        super().__init__()
+        small = _check_image_shape(image_shape)
+        self.image_shape = tuple(image_shape)
+        self.in_extra = in_extra
+        self.convolutions = nn.Sequential(
+            nn.Conv2d(1, channels, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten())
+        flat = 2 * channels * small[0] * small[1]
+        self.head = nn.Sequential(nn.Linear(flat + in_extra, hidden_dim), nn.ReLU(),
+                                  nn.Linear(hidden_dim, out_dim))
+
+    def forward(self, x: Tensor, extra: Tensor | None = None) -> Tensor:
+        batch = x.shape[:-1]
+        features = self.convolutions(x.reshape(-1, 1, *self.image_shape))
+        if extra is not None:
+            features = torch.cat([features, extra.expand(*batch, -1).reshape(-1, self.in_extra)],
+                                 -1)
+        return self.head(features).reshape(*batch, -1)
+
+
+class ConvDecoder(nn.Module):
+    """Dense layers then two stride-2 transposed convolutions: (..., in_dim) -> (..., C*H*W)
+    with ``out_channels`` maps per pixel, flattened channel-major (``[:D]`` is channel 0)."""
+
+    def __init__(self, in_dim: int, image_shape: tuple[int, int], *, out_channels: int = 1,
+                 channels: int = 32, hidden_dim: int = 256) -> None:
+        super().__init__()
+        self.small = _check_image_shape(image_shape)
+        self.channels = channels
+        self.dense = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.ReLU(),
+            nn.Linear(hidden_dim, 2 * channels * self.small[0] * self.small[1]), nn.ReLU())
+        self.deconvolutions = nn.Sequential(
+            nn.ConvTranspose2d(2 * channels, channels, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(channels, out_channels, 4, stride=2, padding=1),
+            nn.Flatten())
+
+    def forward(self, z: Tensor) -> Tensor:
+        batch = z.shape[:-1]
+        hidden = self.dense(z.reshape(-1, z.shape[-1]))
+        hidden = hidden.reshape(-1, 2 * self.channels, *self.small)
+        return self.deconvolutions(hidden).reshape(*batch, -1)

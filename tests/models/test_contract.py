@@ -58,10 +58,12 @@ def test_guide_covers_model_latents(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_exact_log_prob_agrees_with_trace_and_state_dict_round_trip(name):
     model, data = _small(name)
-    if model.likelihood != "exact":
+    if model.density not in ("exact", "bound"):
         with pytest.raises(NotImplementedError):
             model.log_prob(**data)
         return
+    # "bound" models estimate log p(x) by importance sampling under a fixed seed, so the
+    # estimate is reproducible and the round trip below is exact for them too.
     log_prob = model.log_prob(**data)
     assert log_prob.shape == data["x"].shape[:1] and torch.isfinite(log_prob).all()
     buffer = io.BytesIO()
