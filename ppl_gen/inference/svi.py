@@ -7,6 +7,7 @@ subsampling, a progress bar and a NaN guard.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable
@@ -17,7 +18,9 @@ import pyro
 import pyro.infer.autoguide as autoguide
 import pyro.optim
 import pyro.poutine as poutine
+import torch
 from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from pyro.optim.clipped_adam import ClippedAdam
 
 from ..config import SVIConfig
 from .base import (
@@ -37,23 +40,75 @@ __all__ = ["SVIState", "init", "step", "run", "build_guide", "build_loss", "ENGI
 
 
 class _SVI(SVI):
-    """``pyro.infer.SVI`` whose step also accepts plain ``nn.Parameter`` param sites.
+    """``pyro.infer.SVI`` with one torch optimiser over every parameter, and a fast path for
+    zoo models.
 
-    Under ``module_local_params`` Pyro's ``SVI.step`` calls ``value.unconstrained()`` on
-    every param site, which plain ``nn.Parameter`` attributes of PyroModules (the ``loc`` of
-    ``AutoMultivariateNormal``) do not have; such a parameter is its own unconstrained value.
+    Pyro's ``SVI.step`` traces the loss for ``param`` sites on every step and keeps one
+    optimiser per parameter tensor. Here the parameters are gathered from the trace of the
+    first step (and again on later steps for user functions, whose ``pyro.param`` calls may
+    create parameters late) and stepped by a single ``torch.optim`` optimiser — the same
+    arithmetic, elementwise Adam, with one call instead of one per tensor.
+
+    For a :class:`~ppl_gen.models.GenerativeModel` every parameter lives in the module, so
+    after the first step the model runs under ``collected_params()``: it emits no ``param``
+    messages at all. On a 784-400-20 VAE these two changes remove ~0.5 ms of the ~1.1 ms
+    Pyro adds to each step (``benchmarks/vae.py``).
+
+    Also accepts plain ``nn.Parameter`` param sites: under ``module_local_params`` Pyro's
+    ``SVI.step`` would call ``value.unconstrained()`` on them, which they do not have.
     """
 
-    def step(self, *args: Any, **kwargs: Any) -> float:
+    def __init__(self, model: Callable[..., Any], guide: Callable[..., Any],
+                 make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
+                 loss: pyro.infer.ELBO, module: torch.nn.Module | None = None) -> None:
+        super().__init__(model, guide, pyro.optim.Adam({}), loss=loss)
+        self.make_optimizer = make_optimizer
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.params: list[torch.Tensor] = []
+        self._seen: set[int] = set()
+        # Only a zoo model guarantees that no parameter appears after the first step.
+        self.module = module if _is_generative_model(module) else None
+        if self.module is not None:  # the module may have changed since a previous fit
+            self.module.__dict__.pop("_collection_plan", None)
+
+    def _collect(self, *args: Any, **kwargs: Any) -> Any:
         with poutine.trace(param_only=True) as capture:
             loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
-        params = set()
+        new = []
         for site in capture.trace.nodes.values():
             value = site["value"]
-            params.add(value.unconstrained() if hasattr(value, "unconstrained") else value)
-        self.optim(params)
-        pyro.infer.util.zero_grads(params)
+            param = value.unconstrained() if hasattr(value, "unconstrained") else value
+            if id(param) not in self._seen:
+                self._seen.add(id(param))
+                new.append(param)
+        if new:
+            self.params.extend(new)
+            if self.optimizer is None:
+                self.optimizer = self.make_optimizer(new)
+            else:  # parameters created late (lazy pyro.param) join at the current lr
+                self.optimizer.add_param_group({**self.optimizer.param_groups[0],
+                                                "params": new})
+        return loss
+
+    def step(self, *args: Any, **kwargs: Any) -> float:
+        if self.module is not None and self.optimizer is not None:
+            # After a first, validated step has checked the model/guide pair, argument
+            # validation only re-checks distribution parameters; a NaN still surfaces as a
+            # non-finite loss (see ``step``).
+            with self.module.collected_params(), pyro.validation_enabled(False):
+                loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        else:
+            loss = self._collect(*args, **kwargs)
+        if self.optimizer is not None:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         return float(loss) if isinstance(loss, (int, float)) else float(loss.item())
+
+
+def _is_generative_model(module: object) -> bool:
+    from ..models.base import GenerativeModel  # models import inference.importance
+
+    return isinstance(module, GenerativeModel)
 
 
 class SVIState(NamedTuple):
@@ -148,16 +203,18 @@ def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
     return RenyiELBO(alpha=0.0, **common)  # iwae
 
 
-def _optimizer(config: SVIConfig) -> pyro.optim.PyroOptim:
+def _optimizer(config: SVIConfig) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
+    """A factory for the torch optimiser: Adam, or Pyro's ClippedAdam (itself a
+    ``torch.optim.Optimizer``) when clipping or learning-rate decay is asked for."""
     decay = 1.0
     if config.final_learning_rate is not None:
         decay = (config.final_learning_rate / config.learning_rate) ** (1.0 / config.num_steps)
     if config.optimizer == "clipped_adam" or decay != 1.0:
         # Without the adam option, clip_norm is set so large that it never binds.
         clip = config.clip_norm if config.optimizer == "clipped_adam" else 1e12
-        return pyro.optim.ClippedAdam({"lr": config.learning_rate, "clip_norm": clip,
-                                       "lrd": decay})
-    return pyro.optim.Adam({"lr": config.learning_rate})
+        return functools.partial(ClippedAdam, lr=config.learning_rate, clip_norm=clip,
+                                 lrd=decay)
+    return functools.partial(torch.optim.Adam, lr=config.learning_rate)
 
 
 def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SVIState:
@@ -167,7 +224,7 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
     with param_scope(None) as state:
         guide = build_guide(problem, config)
         loss = build_loss(problem, config)
-        svi = _SVI(problem.model, guide, _optimizer(config), loss=loss)
+        svi = _SVI(problem.model, guide, _optimizer(config), loss, problem.module)
         step_kwargs: dict[str, Any] = {}
         batch_size = config.batch_size
         if batch_size == "auto":

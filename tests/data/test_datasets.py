@@ -89,3 +89,21 @@ def test_dequantised_digits_are_continuous_and_in_range():
     x = load_dataset("digits", dequantize=True, seed=3)["x"]
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     assert len(x.unique()) > 1000  # continuous values, not 17 levels
+
+
+def test_stochastic_binarization_is_a_fixed_bernoulli_draw_of_the_intensities():
+    grey = load_dataset("mnist", split="test", binarize=False)["x"]
+    first = load_dataset("mnist", split="test", binarize="stochastic")
+    again = load_dataset("mnist", split="test", binarize="stochastic")
+    other_seed = load_dataset("mnist", split="test", binarize="stochastic", seed=1)["x"]
+    x = first["x"]
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+    torch.testing.assert_close(x, again["x"])  # fixed draw: reproducible
+    assert not torch.equal(x, other_seed)
+    # E[x] = intensity: over 784,000 pixels the mean differs by < 4 binomial sds (~0.002).
+    sd = float((grey * (1 - grey)).sum().sqrt() / grey.numel())
+    assert abs(float(x.mean() - grey.mean())) < 4 * sd
+    assert x[grey == 0].sum() == 0 and x[grey == 1].min() == 1  # certain pixels stay put
+    assert first.meta["binarized"] == "stochastic"
+    with pytest.raises(ValueError, match="unknown binarize"):
+        load_dataset("mnist", binarize="random")

@@ -170,3 +170,36 @@ def test_same_seed_same_result(conjugate):
     a = ppl_gen.fit(model, ds, engine="svi", num_steps=30, seed=7, device="cpu")
     b = ppl_gen.fit(model, ds, engine="svi", num_steps=30, seed=7, device="cpu")
     np.testing.assert_array_equal(a.history["loss"], b.history["loss"])
+
+
+def test_collected_params_fast_path_takes_the_same_steps_as_pyro(monkeypatch):
+    """After the first step a zoo model runs without param messages and one torch optimiser
+    steps all parameters: the trajectory must equal the per-step param-tracing path."""
+    import pyro.poutine as poutine
+
+    import ppl_gen.inference.svi as svi_module
+    from ppl_gen.models import VAE
+
+    x = torch.bernoulli(torch.rand(64, 16, generator=torch.Generator().manual_seed(0)))
+    fits = []
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(svi_module, "_is_generative_model", lambda module: False)
+        torch.manual_seed(0)
+        vae = VAE(16, 3, hidden_dims=(8,))
+        result = ppl_gen.fit(vae, {"x": x}, engine="svi", num_steps=25, batch_size=16,
+                             learning_rate=0.01, final_learning_rate=0.001, seed=0,
+                             progress_bar=False, log_every=1)
+        fits.append((vae, result.history["loss"]))
+    np.testing.assert_allclose(fits[0][1], fits[1][1], rtol=1e-6)
+    for a, b in zip(fits[0][0].parameters(), fits[1][0].parameters()):
+        torch.testing.assert_close(a, b)
+    # Outside the engine the model is an ordinary Pyro model: every parameter is a site.
+    vae = fits[0][0]
+    with poutine.trace(param_only=True) as capture:
+        vae.guide(x=x)
+        vae.model(x=x)
+    assert len(capture.trace.nodes) == len(list(vae.parameters()))
+    with vae.collected_params(), poutine.trace(param_only=True) as capture:
+        vae.guide(x=x)
+    assert list(capture.trace.nodes) == ["_collected_params"]  # the one stand-in
