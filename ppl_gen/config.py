@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SVIConfig", "EMConfig", "MCMCConfig", "CONFIGS", "config_from_dict",
-           "config_to_dict"]
+__all__ = ["SVIConfig", "EMConfig", "MCMCConfig", "AdversarialConfig", "CONFIGS",
+           "config_from_dict", "config_to_dict"]
 
 SVI_LOSSES = ("auto", "trace", "meanfield", "enum", "renyi", "iwae")
 GUIDES = ("auto", "normal", "mvn", "lowrank", "delta", "model")
@@ -209,8 +209,50 @@ class MCMCConfig:
             _positive_int("num_threads", self.num_threads)
 
 
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """Two-player training (adversarial autoencoders; GANs): each step runs the model's
+    phases in order — e.g. reconstruction, discriminator, generator — each with its own
+    Adam optimiser over its own parameters.
+
+    Attributes:
+        num_steps: Outer steps (one minibatch each).
+        learning_rate: Adam step size for every phase.
+        betas: Adam's (beta1, beta2); (0.5, 0.9) is the usual choice for adversarial games
+            (Radford et al. 2016), where momentum from stale gradients destabilises play.
+        discriminator_steps: Discriminator updates per outer step (n_critic in WGAN).
+        batch_size: Minibatch rows.
+        num_threads: torch intra-op threads during the fit.
+        progress_bar: Show a tqdm bar.
+        log_every: Record the phase losses every this many steps.
+    """
+
+    num_steps: int = 2000
+    learning_rate: float = 1e-3
+    betas: tuple[float, float] = (0.5, 0.9)
+    discriminator_steps: int = 1
+    batch_size: int = 100
+    num_threads: int | None = None
+    progress_bar: bool = False
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        _positive_int("num_steps", self.num_steps)
+        _positive_float("learning_rate", self.learning_rate)
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1
+                                      for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", betas)
+        _positive_int("discriminator_steps", self.discriminator_steps)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("log_every", self.log_every)
+        if self.num_threads is not None:
+            _positive_int("num_threads", self.num_threads)
+
+
 CONFIGS: dict[str, type] = {"svi": SVIConfig, "em": EMConfig, "nuts": MCMCConfig,
-                            "hmc": MCMCConfig}
+                            "hmc": MCMCConfig, "adversarial": AdversarialConfig}
 
 
 def config_from_dict(engine: str, values: dict[str, Any] | None = None) -> Any:

@@ -15,7 +15,7 @@ from ..config import CONFIGS, config_from_dict
 from ..data.base import Dataset
 from ..models.base import GenerativeModel
 from ..registry import Registry
-from . import em, mcmc, svi
+from . import adversarial, em, mcmc, svi
 from .base import Engine, FitResult, Problem, StepInfo, make_problem, resolve_device
 from .predictive import DrawEvaluation, draw_from_guide, evaluate_draws
 
@@ -27,6 +27,7 @@ ENGINES.register("svi", svi.ENGINE.description)(svi.ENGINE)
 ENGINES.register("em", em.ENGINE.description)(em.ENGINE)
 ENGINES.register("nuts", mcmc.ENGINE_NUTS.description)(mcmc.ENGINE_NUTS)
 ENGINES.register("hmc", mcmc.ENGINE_HMC.description)(mcmc.ENGINE_HMC)
+ENGINES.register("adversarial", adversarial.ENGINE.description)(adversarial.ENGINE)
 
 
 def fit(model: GenerativeModel | Callable[..., Any],
@@ -39,10 +40,12 @@ def fit(model: GenerativeModel | Callable[..., Any],
         model: A :class:`~ppl_gen.models.GenerativeModel` or any Pyro model function whose
             keyword arguments are the data (``def model(x, y=None): ...``).
         data: A :class:`~ppl_gen.data.Dataset` or a dict of the model's keyword arguments.
-        engine: One of ``ENGINES``: ``"svi"``, ``"em"``, ``"nuts"``, ``"hmc"``.
+        engine: One of ``ENGINES``: ``"svi"``, ``"em"``, ``"nuts"``, ``"hmc"``,
+            ``"adversarial"``.
         guide: Your own guide function for SVI, or an autoguide name (``"normal"``,
             ``"mvn"``, ``"lowrank"``, ``"delta"``); default: the model's guide or AutoNormal.
-        config: An engine config (``SVIConfig``, ``EMConfig``, ``MCMCConfig``); or give its
+        config: An engine config (``SVIConfig``, ``EMConfig``, ``MCMCConfig``,
+            ``AdversarialConfig``); or give its
             fields as keyword ``options`` instead.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
         seed: Seeds Pyro and torch; the same seed gives the same result.

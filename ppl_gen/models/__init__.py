@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 
 from ..registry import Registry
+from .aae import AdversarialAutoencoder, energy_distance
 from .autoregressive import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain, PixelCNN
 from .base import GenerativeModel
 from .eight_schools import EightSchools
@@ -20,7 +21,7 @@ __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "BayesianLinearRegression", "BayesianLogisticRegression", "GaussianMixture", "PPCA",
            "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
            "MarkovChain", "FVSBN", "NADE", "MADE", "PixelCNN", "NormalizingFlow", "MADEMoG",
-           "VAE", "ConditionalVAE"]
+           "VAE", "ConditionalVAE", "AdversarialAutoencoder", "energy_distance"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 MODELS.register("eight_schools", "hierarchical normal model, non-centered (Rubin 1981)")(
@@ -68,6 +69,13 @@ MODELS["conv_vae"].from_dataset = (  # type: ignore[attr-defined]
     lambda ds, **kw: VAE.from_dataset(ds, architecture="conv", **kw))
 MODELS.register("cvae", "conditional VAE p(x | y); classifies by Bayes' rule, rejects outliers")(
     ConditionalVAE)
+MODELS.register("aae", "adversarial autoencoder: codes matched to any sampleable prior "
+                "(Makhzani et al. 2016)")(AdversarialAutoencoder)
+MODELS.register("autoencoder", "plain autoencoder (the AAE without its discriminator): "
+                "not a generative model")(functools.partial(AdversarialAutoencoder,
+                                                            adversarial=False))
+MODELS["autoencoder"].from_dataset = (  # type: ignore[attr-defined]
+    lambda ds, **kw: AdversarialAutoencoder.from_dataset(ds, adversarial=False, **kw))
 
 # Variants registered as partials need from_dataset too: the class's, with the variant.
 MODELS["eight_schools_centered"].from_dataset = (  # type: ignore[attr-defined]
@@ -83,7 +91,8 @@ DEFAULT_DATASETS = {
     "factor_analysis": "digits", "independent_bernoulli": "mnist", "markov_chain": "mnist",
     "fvsbn": "mnist", "nade": "mnist", "made": "mnist", "realnvp": "two_moons",
     "maf": "two_moons", "nsf": "two_moons", "made_mog": "two_moons", "pixelcnn": "mnist",
-    "vae": "mnist", "conv_vae": "mnist", "cvae": "mnist",
+    "vae": "mnist", "conv_vae": "mnist", "cvae": "mnist", "aae": "mnist",
+    "autoencoder": "mnist",
 }
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ppl_gen.data import load_dataset
 from ppl_gen.inference import make_problem
+from ppl_gen.inference.adversarial import SupportsAdversarial
 from ppl_gen.inference.base import enumerated_sites, latent_sites
 from ppl_gen.models import DEFAULT_DATASETS, MODELS, GenerativeModel, build_model
 
@@ -84,6 +85,8 @@ def test_svi_steps_move_every_parameter(name):
     from ppl_gen.inference import svi
 
     model, data = _small(name)
+    if isinstance(model, SupportsAdversarial):
+        pytest.skip("trained by the adversarial engine (see the next test)")
     problem = make_problem(model, data, device="cpu")
     state, info = svi.step(svi.init(problem, SVIConfig(num_steps=2), seed=0))
     assert torch.isfinite(torch.tensor(info.loss))
@@ -95,6 +98,26 @@ def test_svi_steps_move_every_parameter(name):
     for (pname, p), old in zip([(n, p) for m in modules for n, p in m.named_parameters()],
                                before):
         assert not torch.equal(p.detach(), old), f"{name}: parameter {pname} did not move"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_adversarial_steps_move_every_parameter(name):
+    from ppl_gen.config import AdversarialConfig
+    from ppl_gen.inference import adversarial
+
+    model, data = _small(name)
+    if not isinstance(model, SupportsAdversarial):
+        pytest.skip("not a two-player model")
+    problem = make_problem(model, data, device="cpu")
+    config = AdversarialConfig(num_steps=1, batch_size=8)
+    state = adversarial.init(problem, config, seed=0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    state, info = adversarial.step(state, config)
+    assert set(info.extras) == set(model.adversarial_phases())
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    phase_params = {id(p) for ps in model.adversarial_phases().values() for p in ps}
+    expected = {n for n, p in model.named_parameters() if id(p) in phase_params}
+    assert moved == expected
 
 
 @pytest.mark.parametrize("name", NAMES)

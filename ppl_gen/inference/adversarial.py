@@ -1,0 +1,149 @@
+"""The adversarial engine: two-player training, the one kind of training SVI cannot express.
+
+A model qualifies when it implements :class:`SupportsAdversarial`: an ordered set of
+*phases* (e.g. ``reconstruction``, ``discriminator``, ``generator``), each with its own
+parameters, and ``adversarial_loss(phase, batch)``. Every step draws a minibatch and runs
+the phases in order, each with its own Adam optimiser; the ``discriminator`` phase runs
+``discriminator_steps`` times on fresh minibatches (n_critic). Gradients are cleared before
+every phase, so a generator loss never leaks into the discriminator's update.
+
+References:
+    Goodfellow et al. (2014), "Generative adversarial nets", NeurIPS.
+    Makhzani et al. (2016), "Adversarial autoencoders", ICLR workshop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import pyro
+import torch
+from torch import Tensor
+
+from ..config import AdversarialConfig
+from .base import Engine, FitResult, Problem, StepInfo, num_threads
+from .progress import progress_bar
+
+__all__ = ["SupportsAdversarial", "AdversarialState", "init", "step", "run", "ENGINE"]
+
+
+@runtime_checkable
+class SupportsAdversarial(Protocol):
+    """What the adversarial engine needs from a model."""
+
+    def adversarial_phases(self) -> dict[str, Iterable[Tensor]]: ...
+    def adversarial_loss(self, phase: str, batch: dict[str, Tensor]) -> Tensor: ...
+
+
+class AdversarialState(NamedTuple):
+    """State between steps.
+
+    Attributes:
+        problem: The model bound to its data (parameters updated in place).
+        optimizers: One Adam per phase, in phase order.
+        generator: The torch generator that draws minibatch rows.
+        num_steps: Steps taken so far.
+    """
+
+    problem: Problem
+    optimizers: dict[str, torch.optim.Optimizer]
+    generator: torch.Generator
+    num_steps: int
+
+
+def _model(problem: Problem) -> SupportsAdversarial:
+    module = problem.module
+    if module is None or not isinstance(module, SupportsAdversarial):
+        raise TypeError(f"engine 'adversarial' needs a model with adversarial_phases() and "
+                        f"adversarial_loss(phase, batch) (e.g. 'aae'); {problem.name!r} has "
+                        "none — use 'svi'")
+    return module
+
+
+def init(problem: Problem, config: AdversarialConfig | None = None,
+         seed: int = 0) -> AdversarialState:
+    """One Adam per phase over that phase's parameters."""
+    config = config or AdversarialConfig()
+    model = _model(problem)
+    pyro.set_rng_seed(seed)
+    optimizers = {}
+    for name, params in model.adversarial_phases().items():
+        params = list(params)
+        if not params:
+            raise ValueError(f"phase {name!r} of {problem.name!r} has no parameters")
+        optimizers[name] = torch.optim.Adam(params, lr=config.learning_rate,
+                                            betas=config.betas)
+    device = next(iter(problem.data.values())).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return AdversarialState(problem, optimizers, generator, 0)
+
+
+def _num_rows(problem: Problem) -> int:
+    return int(next(iter(problem.data.values())).shape[0])
+
+
+def _batch(state: AdversarialState, batch_size: int) -> dict[str, Tensor]:
+    num_rows = _num_rows(state.problem)
+    device = state.generator.device
+    rows = torch.randperm(num_rows, generator=state.generator, device=device)[:batch_size]
+    return {k: v.index_select(0, rows) for k, v in state.problem.data.items()
+            if isinstance(v, Tensor) and v.dim() and v.shape[0] == num_rows}
+
+
+def step(state: AdversarialState,
+         config: AdversarialConfig | None = None) -> tuple[AdversarialState, StepInfo]:
+    """One minibatch through every phase; raises on a non-finite loss."""
+    config = config or AdversarialConfig()
+    model = _model(state.problem)
+    module = state.problem.module
+    losses = {}
+    for name, optimizer in state.optimizers.items():
+        repeats = config.discriminator_steps if name == "discriminator" else 1
+        for _ in range(repeats):
+            batch = _batch(state, config.batch_size)
+            module.zero_grad(set_to_none=True)
+            loss = model.adversarial_loss(name, batch)
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise FloatingPointError(
+                    f"{name} loss became {value} at step {state.num_steps + 1}; lower "
+                    "learning_rate or check the data scale")
+            loss.backward()
+            optimizer.step()
+            losses[name] = value
+    module.zero_grad(set_to_none=True)
+    total = sum(losses.values())
+    return state._replace(num_steps=state.num_steps + 1), StepInfo(total, losses)
+
+
+def run(problem: Problem, config: AdversarialConfig | None = None,
+        seed: int = 0) -> FitResult:
+    """``init`` then ``config.num_steps`` calls to ``step``; history per phase."""
+    config = config or AdversarialConfig()
+    start = time.perf_counter()
+    module = problem.module
+    with num_threads(config.num_threads):
+        state = init(problem, config, seed)
+        history: dict[str, list[float]] = {"loss": []}
+        bar = progress_bar(config.num_steps, "adversarial", enabled=config.progress_bar)
+        if module is not None:
+            module.train()
+        for index in range(config.num_steps):
+            state, info = step(state, config)
+            if index % config.log_every == 0 or index == config.num_steps - 1:
+                history["loss"].append(info.loss)
+                for key, value in info.extras.items():
+                    history.setdefault(key, []).append(value)
+            bar.update(loss=info.loss)
+        bar.close()
+    arrays = {k: np.asarray(v) for k, v in history.items()}
+    info_dict: dict[str, Any] = {"wall_time": time.perf_counter() - start,
+                                 "num_steps": config.num_steps,
+                                 "phases": list(state.optimizers)}
+    return FitResult("adversarial", problem, config, seed, arrays, info=info_dict)
+
+
+ENGINE = Engine(init, step, run, "two-player training: adversarial autoencoders, GANs")
