@@ -39,12 +39,14 @@ class MarginalEstimate(NamedTuple):
         elbo: Mean log-weight, the Monte-Carlo ELBO of the guide, shaped (N,).
         ess: Effective sample size of the normalised weights, (Σ w)² / Σ w², shaped (N,).
         num_samples: K.
+        elbo_se: Monte-Carlo standard error of ``elbo`` (sd of the log-weights / √K).
     """
 
     log_marginal: Tensor
     elbo: Tensor
     ess: Tensor
     num_samples: int
+    elbo_se: Tensor | None = None
 
     @property
     def gap(self) -> Tensor:
@@ -145,7 +147,7 @@ def estimate_log_marginal(model: Callable[..., Any], guide: Callable[..., Any],
     row_chunk = max(1, min(row_chunk, num_rows))
     if particle_chunk is None:
         particle_chunk = max(1, min(num_samples, 200_000 // row_chunk))
-    log_marginal, elbo, ess = [], [], []
+    log_marginal, elbo, ess, elbo_se = [], [], [], []
     for start in range(0, num_rows, row_chunk):
         rows = {k: (v[start:start + row_chunk] if isinstance(v, Tensor) and v.dim() else v)
                 for k, v in data.items()}
@@ -158,6 +160,8 @@ def estimate_log_marginal(model: Callable[..., Any], guide: Callable[..., Any],
         lse = weights.logsumexp(0)
         log_marginal.append(lse - math.log(num_samples))
         elbo.append(weights.mean(0))
+        elbo_se.append(weights.std(0) / math.sqrt(num_samples) if num_samples > 1
+                       else torch.full_like(lse, float("nan")))
         ess.append((2 * lse - (2 * weights).logsumexp(0)).exp())
     return MarginalEstimate(torch.cat(log_marginal), torch.cat(elbo), torch.cat(ess),
-                            num_samples)
+                            num_samples, torch.cat(elbo_se))

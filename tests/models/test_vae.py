@@ -91,7 +91,7 @@ def test_bound_ordering_elbo_iwae_logp_on_the_linear_gaussian_case():
     vae = VAE(4, 2, hidden_dims=(), likelihood="gaussian", noise="isotropic")
     with torch.no_grad():
         vae.decoder[0].weight.copy_(torch.randn(4, 2))
-        vae.decoder_scale.fill_(0.7)  # constrained: sets the value
+        vae.decoder_scale = torch.tensor(0.7)  # PyroParam: sets the unconstrained value
     x = exact_sample(vae, 20)
     with torch.no_grad():
         log_p = exact_log_marginal(vae, x).mean()
