@@ -21,7 +21,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from .inference.base import FitResult  # noqa: E402
 
 __all__ = ["plot_history", "plot_trace", "plot_pair", "plot_comparison", "save_figure",
-           "scalar_draws"]
+           "scalar_draws", "plot_images", "plot_latent", "plot_elbo_terms",
+           "plot_posterior_2d"]
 
 _MAX_PANELS = 8  # beyond this a figure stops being readable; the rest is in posterior.nc
 
@@ -153,6 +154,75 @@ def plot_comparison(comparison: Any, *, max_vars: int = _MAX_PANELS) -> Figure:
     for ax in axes.reshape(-1)[len(labels):]:
         ax.axis("off")
     axes[0, 0].legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_images(rows: Mapping[str, Any], image_shape: tuple[int, int], *,
+                max_per_row: int = 16) -> Figure:
+    """Rows of images, one row per label: ``{"VAE samples": (n, H*W) array, ...}``."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(max_per_row * 0.55, 0.75 * len(rows) + 0.3),
+                             squeeze=False, constrained_layout=True)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        images = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+        images = images[:max_per_row].reshape(-1, *image_shape)
+        strip = np.concatenate([np.pad(im, 1, constant_values=1.0) for im in images], axis=1)
+        ax.imshow(strip, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.set_axis_off()
+    return fig
+
+
+def plot_latent(codes: Mapping[str, Any], labels: Any = None, *,
+                prior_draws: Any = None) -> Figure:
+    """2-D codes per model side by side, coloured by class label, with prior draws in grey
+    behind them (where the codes should be for sampling to work)."""
+    fig, axes = plt.subplots(1, len(codes), figsize=(4.2 * len(codes), 4), squeeze=False,
+                             constrained_layout=True)
+    for ax, (name, z) in zip(axes[0], codes.items()):
+        z = np.asarray(z.detach().cpu() if hasattr(z, "detach") else z)
+        if prior_draws is not None:
+            p = np.asarray(prior_draws)
+            ax.scatter(p[:, 0], p[:, 1], s=3, c="0.8", label="prior draws")
+        points = ax.scatter(z[:, 0], z[:, 1], s=5, c=labels, cmap="tab10")
+        ax.set_title(name)
+        ax.set_xlabel("z[0]")
+        ax.set_ylabel("z[1]")
+    if labels is not None:
+        fig.colorbar(points, ax=axes[0, -1], label="class")
+    return fig
+
+
+def plot_elbo_terms(steps: Any, terms: Mapping[str, Mapping[str, Any]]) -> Figure:
+    """ELBO = reconstruction − KL over training, one panel per run:
+    ``terms = {"beta=1": {"reconstruction": [...], "kl": [...], "elbo": [...]}}``."""
+    fig, axes = plt.subplots(1, len(terms), figsize=(5 * len(terms), 3.6), squeeze=False,
+                             constrained_layout=True)
+    for ax, (name, values) in zip(axes[0], terms.items()):
+        for key, style in (("elbo", "k-"), ("reconstruction", "C0--")):
+            ax.plot(steps, values[key], style, label=key)
+        ax.set_xlabel("step")
+        ax.set_ylabel("nats per datum")
+        twin = ax.twinx()
+        twin.plot(steps, values["kl"], "C3:", label="KL(q || p)")
+        twin.set_ylabel("KL (nats)", color="C3")
+        ax.set_title(name)
+        lines = ax.get_legend_handles_labels()
+        twin_lines = twin.get_legend_handles_labels()
+        ax.legend(lines[0] + twin_lines[0], lines[1] + twin_lines[1], fontsize=8,
+                  loc="lower right")
+    return fig
+
+
+def plot_posterior_2d(draws: Mapping[str, Any], *, title: str = "") -> Figure:
+    """Overlaid 2-D posterior draws (e.g. NUTS, encoder q, optimal q*) for one data point."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.2), constrained_layout=True)
+    for i, (name, z) in enumerate(draws.items()):
+        z = np.asarray(z.detach().cpu() if hasattr(z, "detach") else z).reshape(-1, 2)
+        ax.scatter(z[:, 0], z[:, 1], s=3, alpha=0.35, color=f"C{i}", label=name)
+    ax.legend(markerscale=4, fontsize=8)
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title(title)
     return fig
 
 
