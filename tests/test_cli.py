@@ -85,3 +85,14 @@ def test_demo_smoke(tmp_path, capsys):
     result = json.loads((out / "comparison.json").read_text())
     assert set(result["approximations"]) == {"meanfield", "fullrank"}
     assert {"comparison.md", "comparison.png"} <= {p.name for p in out.iterdir()}
+
+
+@pytest.mark.parametrize("model, engine", [("aae", "adversarial"), ("cvae", "svi")])
+def test_fit_deep_models_from_the_command_line(model, engine, tmp_path):
+    out = tmp_path / model
+    assert main(["fit", model, "--engine", engine, "--data", "digits", "--option",
+                 "num_steps=3", "--option", "batch_size=32", "--out", str(out), "--device",
+                 "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["engine"] == engine
+    assert (out / "checkpoint.pt").exists()

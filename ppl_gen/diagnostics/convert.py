@@ -105,8 +105,15 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
                                    posterior_predictive=posterior_predictive)
     elif result.engine == "svi":
         num_chains = 1
+        module = problem.module
+        # An amortised guide's latents are one z per datum, not parameters: S draws of all
+        # of them (and the likelihood at each) would be S x N x D numbers for nothing.
+        # Such models report their per-datum log p(x) estimate instead, like a point fit.
+        amortised = module is not None and module.has_local_guide and module.density in (
+            "bound", "implicit")
         draws = draw_from_guide(problem, result.guide, num_samples, seed=seed,
-                                param_state=result.param_state) if result.guide else {}
+                                param_state=result.param_state) if (
+            result.guide and not amortised) else {}
         if draws:
             evaluated = evaluate_draws(problem, draws, seed=seed,
                                        log_likelihood=log_likelihood,
@@ -119,7 +126,7 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
             groups["posterior"] = {k: _np(v)[None, None] for k, v in points.items()}
         if evaluated is None:
             evaluated = _point_evaluation(result, log_likelihood, posterior_predictive, seed)
-    else:  # EM: the maximum-likelihood point
+    else:  # EM's maximum-likelihood point; adversarial training's point parameters
         num_chains = 1
         groups["posterior"] = {k: _np(v)[None, None] for k, v in
                                _point_parameters(result).items()}
@@ -145,9 +152,12 @@ def _point_evaluation(result: FitResult, log_likelihood: bool, posterior_predict
     module, problem = result.problem.module, result.problem
     loglik, replicated = {}, {}
     with torch.no_grad():
-        if log_likelihood and module is not None and module.likelihood == "exact":
+        if log_likelihood and module is not None and module.density in ("exact", "bound"):
+            # "bound": an importance-sampled estimate; 100 draws per datum keep it cheap.
+            options = {"num_samples": 100} if module.density == "bound" else {}
             try:
-                loglik = {problem.observed[0]: module.log_prob(**problem.data)[None]}
+                loglik = {problem.observed[0]:
+                          module.log_prob(**problem.data, **options)[None]}
             except (NotImplementedError, ValueError):
                 loglik = {}
         if posterior_predictive and module is not None:
