@@ -19,7 +19,7 @@ import pyro.infer.autoguide as autoguide
 import pyro.optim
 import pyro.poutine as poutine
 import torch
-from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from pyro.infer import SVI, RenyiELBO, TraceEnum_ELBO
 from pyro.optim.clipped_adam import ClippedAdam
 
 from ..config import SVIConfig
@@ -34,6 +34,7 @@ from .base import (
     num_threads,
     param_scope,
 )
+from .losses import LeanTrace_ELBO, LeanTraceMeanField_ELBO
 from .progress import progress_bar
 
 __all__ = ["SVIState", "init", "step", "run", "build_guide", "build_loss", "ENGINE"]
@@ -193,9 +194,9 @@ def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
     common = {"num_particles": config.num_particles, "max_plate_nesting": nesting,
               "vectorize_particles": config.vectorize_particles}
     if loss == "trace":
-        return Trace_ELBO(**common)
+        return LeanTrace_ELBO(**common)
     if loss == "meanfield":
-        return TraceMeanField_ELBO(**common)
+        return LeanTraceMeanField_ELBO(**common)
     if loss == "enum":
         return TraceEnum_ELBO(**common)
     if loss == "renyi":
