@@ -50,10 +50,11 @@ class _SVI(SVI):
     create parameters late) and stepped by a single ``torch.optim`` optimiser — the same
     arithmetic, elementwise Adam, with one call instead of one per tensor.
 
-    For a :class:`~ppl_gen.models.GenerativeModel` every parameter lives in the module, so
-    after the first step the model runs under ``collected_params()``: it emits no ``param``
-    messages at all. On a 784-400-20 VAE these two changes remove ~0.5 ms of the ~1.1 ms
-    Pyro adds to each step (``benchmarks/vae.py``).
+    For a :class:`~ppl_gen.models.GenerativeModel` (with its own guide, an autoguide or
+    none) every parameter exists after the first step, so afterwards the model runs under
+    ``collected_params()`` (no per-access ``param`` messages, no context swap) with
+    validation off. On a tiny VAE, where a step is all overhead, this took Pyro's 1.64 ms
+    per step to 1.13 ms; docs/benchmarks.md has the full-size figures.
 
     Also accepts plain ``nn.Parameter`` param sites: under ``module_local_params`` Pyro's
     ``SVI.step`` would call ``value.unconstrained()`` on them, which they do not have.
@@ -234,7 +235,14 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
     with param_scope(None) as state:
         guide = build_guide(problem, config)
         loss = build_loss(problem, config)
-        svi = _SVI(problem.model, guide, _optimizer(config), loss, problem.module)
+        # The fast path needs every parameter to exist after the first step: true for a
+        # zoo model with its own guide, an autoguide or no guide — not for a user's guide
+        # function, whose pyro.param calls may create parameters late.
+        module = problem.module
+        known_guide = (guide is _empty_guide or isinstance(guide, autoguide.AutoGuide)
+                       or (module is not None and guide == getattr(module, "guide", None)))
+        svi = _SVI(problem.model, guide, _optimizer(config), loss,
+                   module if known_guide else None)
         step_kwargs: dict[str, Any] = {}
         batch_size = config.batch_size
         if batch_size == "auto":
