@@ -12,7 +12,7 @@ report medians and ratios from the same run, never single absolute times):
 - EM for a 3-component full-covariance mixture: ``ppl_gen.fit(engine="em")`` against
   scikit-learn's ``GaussianMixture`` from the same start and tolerance. Metric: wall time.
 
-    python benchmarks/engine_overhead.py [--repeats 3] [--quick]
+    python benchmarks/engine_overhead.py [--repeats 3] [--quick] [--svi-only]
 """
 
 from __future__ import annotations
@@ -144,14 +144,15 @@ def main(args: argparse.Namespace) -> None:
     bench_nuts(data, 20, 20, False, 0)
     bench_svi(data, 20, 0)
     rows = {}
-    for jit in (False, True):
+    for jit in ((False, True) if not args.svi_only else ()):
         runs = [bench_nuts(data, warmup, draws, jit, seed) for seed in range(args.repeats)]
         rows[f"NUTS jit={jit}"] = runs
-    runs = [bench_nuts(data, warmup, draws, False, seed, zoo=True)
-            for seed in range(args.repeats)]
-    rows["NUTS jit=False, ppl_gen's EightSchools module vs plain function"] = runs
+    if not args.svi_only:
+        runs = [bench_nuts(data, warmup, draws, False, seed, zoo=True)
+                for seed in range(args.repeats)]
+        rows["NUTS jit=False, ppl_gen's EightSchools module vs plain function"] = runs
     svi_runs = [bench_svi(data, steps, seed) for seed in range(args.repeats)]
-    em_runs = [bench_em(seed) for seed in range(args.repeats)]
+    em_runs = [] if args.svi_only else [bench_em(seed) for seed in range(args.repeats)]
 
     med = statistics.median
     print(f"# engine overhead ({platform.processor() or platform.machine()}, torch "
@@ -169,6 +170,8 @@ def main(args: argparse.Namespace) -> None:
           f"{1e3 * med(r[0] for r in svi_runs):.2f} "
           f"| {1e3 * med(r[1] for r in svi_runs):.2f} | "
           f"{med(r[0] / r[1] for r in svi_runs):.2f} |")
+    if not em_runs:
+        return
     print(f"| GMM EM, 3,000 x 2, K=3 (vs scikit-learn): wall s | "
           f"{med(r[0] for r in em_runs):.3f} | {med(r[1] for r in em_runs):.3f} | "
           f"{med(r[0] / r[1] for r in em_runs):.2f} |")
@@ -179,4 +182,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--svi-only", action="store_true")
     main(parser.parse_args())

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SVIConfig", "EMConfig", "MCMCConfig", "AdversarialConfig", "CONFIGS",
+__all__ = ["SVIConfig", "EMConfig", "MCMCConfig", "AdversarialConfig", "ChEESConfig",
+           "CONFIGS",
            "config_from_dict", "config_to_dict"]
 
 SVI_LOSSES = ("auto", "trace", "meanfield", "enum", "renyi", "iwae")
@@ -251,8 +252,61 @@ class AdversarialConfig:
             _positive_int("num_threads", self.num_threads)
 
 
+@dataclass(frozen=True)
+class ChEESConfig:
+    """ChEES-HMC, the vectorised many-chain engine (``engine="chees"``).
+
+    Attributes:
+        num_warmup: Adaptation iterations (step sizes, trajectory length, mass matrices).
+        num_samples: Kept draws per chain.
+        num_chains: Chains run in lockstep as one batch; more chains make the trajectory
+            length's gradient estimate better and cost little extra per iteration.
+        target_accept_prob: Dual-averaging target per chain. 0.8 as in Stan and Pyro: the
+            ChEES paper's 0.651 (optimal for HMC on Gaussian targets) gave eight schools 18
+            divergences, r-hat 1.016 and ESS(tau) 975 where 0.8 gave 0-1, 1.003 and 2,500+
+            (16 chains x 400 draws, seeds 1-3).
+        step_size: Initial step size of every chain.
+        init_trajectory_length: Initial T (adapted during warmup).
+        trajectory_learning_rate: Adam's step for log T.
+        max_leapfrog_steps: Cap on leapfrog steps per iteration (bounds T / step size).
+        max_energy_error: An energy error above this counts as a divergence.
+        adapt_mass_matrix: Stan-style windowed diagonal mass matrix per chain.
+        num_threads: torch intra-op threads (1: small models only stall on a second).
+        progress_bar: Show a tqdm bar.
+    """
+
+    num_warmup: int = 500
+    num_samples: int = 500
+    num_chains: int = 16
+    target_accept_prob: float = 0.8
+    step_size: float = 0.1
+    init_trajectory_length: float = 0.1
+    trajectory_learning_rate: float = 0.025
+    max_leapfrog_steps: int = 1000
+    max_energy_error: float = 1000.0
+    adapt_mass_matrix: bool = True
+    num_threads: int | None = 1
+    progress_bar: bool = False
+
+    def __post_init__(self) -> None:
+        _positive_int("num_warmup", self.num_warmup, minimum=0)
+        _positive_int("num_samples", self.num_samples)
+        _positive_int("num_chains", self.num_chains, minimum=2)
+        if not 0 < self.target_accept_prob < 1:
+            raise ValueError(f"target_accept_prob must lie strictly between 0 and 1, got "
+                             f"{self.target_accept_prob!r}")
+        _positive_float("step_size", self.step_size)
+        _positive_float("init_trajectory_length", self.init_trajectory_length)
+        _positive_float("trajectory_learning_rate", self.trajectory_learning_rate)
+        _positive_int("max_leapfrog_steps", self.max_leapfrog_steps)
+        _positive_float("max_energy_error", self.max_energy_error)
+        if self.num_threads is not None:
+            _positive_int("num_threads", self.num_threads)
+
+
 CONFIGS: dict[str, type] = {"svi": SVIConfig, "em": EMConfig, "nuts": MCMCConfig,
-                            "hmc": MCMCConfig, "adversarial": AdversarialConfig}
+                            "hmc": MCMCConfig, "adversarial": AdversarialConfig,
+                            "chees": ChEESConfig}
 
 
 def config_from_dict(engine: str, values: dict[str, Any] | None = None) -> Any:

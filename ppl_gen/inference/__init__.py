@@ -15,7 +15,7 @@ from ..config import CONFIGS, config_from_dict
 from ..data.base import Dataset
 from ..models.base import GenerativeModel
 from ..registry import Registry
-from . import adversarial, em, mcmc, svi
+from . import adversarial, chees, em, mcmc, svi
 from .base import Engine, FitResult, Problem, StepInfo, make_problem, resolve_device
 from .predictive import DrawEvaluation, draw_from_guide, evaluate_draws
 
@@ -28,6 +28,7 @@ ENGINES.register("em", em.ENGINE.description)(em.ENGINE)
 ENGINES.register("nuts", mcmc.ENGINE_NUTS.description)(mcmc.ENGINE_NUTS)
 ENGINES.register("hmc", mcmc.ENGINE_HMC.description)(mcmc.ENGINE_HMC)
 ENGINES.register("adversarial", adversarial.ENGINE.description)(adversarial.ENGINE)
+ENGINES.register("chees", chees.ENGINE.description)(chees.ENGINE)
 
 
 def fit(model: GenerativeModel | Callable[..., Any],

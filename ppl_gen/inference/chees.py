@@ -1,0 +1,276 @@
+"""ChEES-HMC: many chains in lockstep on one batched potential (engine ``"chees"``).
+
+NUTS builds a different tree for every chain, which serialises chains; ChEES-HMC
+(Hoffman, Radul & Sountsov 2021) was designed for many chains on one device instead: all
+chains share one trajectory length T, jittered every iteration (t = u·T, u ~ U(0, 1)), and T
+is adapted during warmup by gradient ascent on the ChEES criterion — the change in squared
+distance from the chains' mean between the start and the end of a trajectory, estimated
+across chains. Each chain keeps its own step size (dual averaging, Hoffman & Gelman 2014)
+and its own diagonal mass matrix (Stan's windowed adaptation); chains whose trajectory is
+shorter are masked once they finish. After warmup every chain runs a fixed, reversible HMC
+kernel with a Metropolis correction, so the draws are exact whatever the adaptation did.
+
+The whole state lives on the model's device; the leapfrog loop has no host syncs except the
+one that reads the longest trajectory's step count per iteration.
+
+References:
+    Hoffman, Radul & Sountsov (2021), "An adaptive-MCMC scheme for setting trajectory
+    lengths in Hamiltonian Monte Carlo", AISTATS.
+    Hoffman & Gelman (2014), "The No-U-Turn sampler", JMLR (dual averaging).
+    Stan Reference Manual, "HMC algorithm parameters" (warmup windows).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, NamedTuple
+
+import pyro
+import torch
+from torch import Tensor
+
+from ..config import ChEESConfig
+from .base import Engine, FitResult, Problem, StepInfo, num_threads
+from .batched import BatchedPotential
+from .mcmc import _deterministic
+from .progress import progress_bar
+
+__all__ = ["ChEESState", "init", "step", "run", "ENGINE", "warmup_windows"]
+
+
+class ChEESState(NamedTuple):
+    """Every chain's state, batched on the leading dimension (C chains, D dimensions).
+
+    Attributes:
+        potential: The batched potential.
+        q, energy, grad: Positions (C, D), potential energies (C,), gradients (C, D).
+        step_size: (C,). inv_mass: diagonal inverse mass matrices (C, D).
+        log_trajectory: log T, shared by all chains (scalar tensor).
+        dual: Dual-averaging state per chain: ``mu``, ``log_avg``, ``h_bar`` (C,), ``t``.
+        adam: Adam moments for log T: ``m``, ``v``, ``t``.
+        window: Running sums for the mass-matrix window: ``n``, ``sum``, ``sumsq``.
+        iteration: Iterations done.
+        generator: The torch generator all randomness comes from.
+    """
+
+    potential: BatchedPotential
+    q: Tensor
+    energy: Tensor
+    grad: Tensor
+    step_size: Tensor
+    inv_mass: Tensor
+    log_trajectory: Tensor
+    dual: dict[str, Any]
+    adam: dict[str, Any]
+    window: dict[str, Any]
+    iteration: int
+    generator: torch.Generator
+
+
+def warmup_windows(num_warmup: int) -> tuple[int, list[int]]:
+    """Stan's mass-matrix schedule: (first slow iteration, iterations that close a window).
+
+    A fast start (75 iterations, or 15% of a short warmup) adapts only the step size;
+    then slow windows of 25, 50, 100, ... iterations each end with a new mass matrix; the
+    last 50 (10%) adapt the step size to the final matrix."""
+    if num_warmup < 20:
+        return num_warmup, []
+    if num_warmup < 150:
+        start, end = int(0.15 * num_warmup), int(0.9 * num_warmup)
+        size = end - start
+    else:
+        start, end, size = 75, num_warmup - 50, 25
+    ends, current = [], start
+    while current < end:
+        nxt = current + size
+        if nxt + 2 * size > end:  # the last window absorbs what is left
+            nxt = end
+        ends.append(nxt)
+        current, size = nxt, size * 2
+    return start, ends
+
+
+def _dual_start(step_size: Tensor) -> dict[str, Any]:
+    return {"mu": torch.log(10 * step_size), "log_avg": torch.zeros_like(step_size),
+            "h_bar": torch.zeros_like(step_size), "t": 0}
+
+
+def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> ChEESState:
+    """Random starts in (−2, 2) (unconstrained), checked to vectorise over chains."""
+    config = config or ChEESConfig()
+    pyro.set_rng_seed(seed)
+    potential = BatchedPotential(problem)
+    device = problem.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    q = potential.initial(config.num_chains, generator)
+    potential.check_vectorized(q[: min(3, config.num_chains)])
+    energy, grad = potential.value_and_grad(q)
+    if not torch.isfinite(energy).all():
+        raise FloatingPointError(f"model {problem.name!r} has a non-finite log-density at "
+                                 "the initial points; check the priors' supports")
+    step_size = torch.full_like(energy, config.step_size)
+    inv_mass = torch.ones_like(q)
+    log_t = torch.log(torch.as_tensor(config.init_trajectory_length, dtype=q.dtype,
+                                      device=device))
+    adam = {"m": torch.zeros((), dtype=q.dtype, device=device),
+            "v": torch.zeros((), dtype=q.dtype, device=device), "t": 0}
+    window = {"n": 0, "sum": torch.zeros_like(q), "sumsq": torch.zeros_like(q)}
+    return ChEESState(potential, q, energy, grad, step_size, inv_mass, log_t,
+                      _dual_start(step_size), adam, window, 0, generator)
+
+
+def _transition(state: ChEESState, config: ChEESConfig) -> tuple[dict[str, Tensor], Tensor]:
+    """One jittered HMC trajectory per chain, masked per chain, then Metropolis."""
+    potential, q, gen = state.potential, state.q, state.generator
+    num_chains, dim = q.shape
+    u = torch.rand((), generator=gen, device=gen.device).to(q)
+    length = u * state.log_trajectory.exp()
+    num_steps = torch.clamp(torch.ceil(length / state.step_size), 1, config.max_leapfrog_steps)
+    longest = int(num_steps.max())  # the one host sync per iteration
+    mass_sqrt = state.inv_mass.rsqrt()
+    p0 = torch.randn(num_chains, dim, generator=gen, device=gen.device).to(q) * mass_sqrt
+    eps = state.step_size.unsqueeze(-1)
+    position, momentum, energy, grad = q, p0, state.energy, state.grad
+    for i in range(longest):
+        active = (i < num_steps).unsqueeze(-1)
+        half = momentum - 0.5 * eps * grad
+        new_position = position + eps * state.inv_mass * half
+        new_energy, new_grad = potential.value_and_grad(new_position)
+        new_momentum = half - 0.5 * eps * new_grad
+        position = torch.where(active, new_position, position)
+        momentum = torch.where(active, new_momentum, momentum)
+        grad = torch.where(active, new_grad, grad)
+        energy = torch.where(active.squeeze(-1), new_energy, energy)
+    kinetic0 = 0.5 * (p0 * p0 * state.inv_mass).sum(-1)
+    kinetic1 = 0.5 * (momentum * momentum * state.inv_mass).sum(-1)
+    delta = (energy + kinetic1) - (state.energy + kinetic0)
+    delta = torch.where(torch.isfinite(delta), delta, torch.full_like(delta, math.inf))
+    accept_prob = torch.exp(torch.clamp(-delta, max=0.0))
+    diverging = delta > config.max_energy_error
+    accept = torch.rand(num_chains, generator=gen, device=gen.device).to(q) < accept_prob
+    proposal = {"q": position, "p": momentum, "length": length}
+    new = {
+        "q": torch.where(accept.unsqueeze(-1), position, q),
+        "energy": torch.where(accept, energy, state.energy),
+        "grad": torch.where(accept.unsqueeze(-1), grad, state.grad),
+        "accept_prob": accept_prob, "diverging": diverging, "num_steps": num_steps,
+        "proposal": proposal,
+    }
+    return new, accept
+
+
+def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
+           schedule: tuple[int, list[int]]) -> ChEESState:
+    """Warmup: step size per chain, trajectory length for all, mass matrix per window."""
+    iteration = state.iteration + 1
+    # Dual averaging per chain (Hoffman & Gelman 2014, section 3.2.1).
+    dual = dict(state.dual)
+    dual["t"] += 1
+    t, gamma, t0, kappa = dual["t"], 0.05, 10.0, 0.75
+    error = config.target_accept_prob - new["accept_prob"]
+    dual["h_bar"] = (1 - 1 / (t + t0)) * dual["h_bar"] + error / (t + t0)
+    log_step = dual["mu"] - math.sqrt(t) / gamma * dual["h_bar"]
+    weight = t ** (-kappa)
+    dual["log_avg"] = weight * log_step + (1 - weight) * dual["log_avg"]
+    step_size = log_step.exp()
+    # ChEES gradient for log T (Hoffman et al. 2021, algorithm 1), acceptance-weighted.
+    proposal = new["proposal"]
+    start, end = state.q, proposal["q"]
+    centre_start, centre_end = start.mean(0), end.mean(0)
+    change = ((end - centre_end) ** 2).sum(-1) - ((start - centre_start) ** 2).sum(-1)
+    velocity = state.inv_mass * proposal["p"]
+    per_chain = proposal["length"] * change * ((end - centre_end) * velocity).sum(-1)
+    weights = torch.where(torch.isfinite(per_chain), new["accept_prob"],
+                          torch.zeros_like(per_chain))
+    per_chain = torch.nan_to_num(per_chain, nan=0.0, posinf=0.0, neginf=0.0)
+    gradient = (weights * per_chain).sum() / weights.sum().clamp_min(1e-10)
+    adam = dict(state.adam)
+    adam["t"] += 1
+    beta1, beta2 = 0.0, 0.95  # the paper's Adam settings for log T
+    adam["m"] = beta1 * adam["m"] + (1 - beta1) * gradient
+    adam["v"] = beta2 * adam["v"] + (1 - beta2) * gradient ** 2
+    v_hat = adam["v"] / (1 - beta2 ** adam["t"])
+    log_t = state.log_trajectory + config.trajectory_learning_rate * adam["m"] / (
+        v_hat.sqrt() + 1e-8)
+    # Keep T within what the step sizes can reach.
+    max_length = (step_size.max() * config.max_leapfrog_steps).log()
+    log_t = torch.minimum(log_t, max_length)
+    # Windowed diagonal mass matrix per chain (Stan).
+    window = dict(state.window)
+    inv_mass = state.inv_mass
+    start_slow, ends = schedule
+    if config.adapt_mass_matrix and ends and start_slow < iteration <= ends[-1]:
+        window["n"] += 1
+        window["sum"] = window["sum"] + new["q"]
+        window["sumsq"] = window["sumsq"] + new["q"] ** 2
+        if iteration in ends:
+            n = window["n"]
+            mean = window["sum"] / n
+            var = (window["sumsq"] / n - mean ** 2).clamp_min(0) * n / max(n - 1, 1)
+            # Stan's regularisation towards 1e-3 for short windows
+            inv_mass = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
+            window = {"n": 0, "sum": torch.zeros_like(mean), "sumsq": torch.zeros_like(mean)}
+            dual = _dual_start(step_size)
+    return state._replace(step_size=step_size, inv_mass=inv_mass, log_trajectory=log_t,
+                          dual=dual, adam=adam, window=window)
+
+
+def step(state: ChEESState, config: ChEESConfig | None = None) -> tuple[ChEESState, StepInfo]:
+    """One iteration of every chain (adapting while ``iteration < num_warmup``)."""
+    config = config or ChEESConfig()
+    new, _ = _transition(state, config)
+    moved = state
+    if state.iteration < config.num_warmup:  # adapt from the pre-transition state
+        moved = _adapt(state, new, config, warmup_windows(config.num_warmup))
+        if state.iteration + 1 == config.num_warmup:  # freeze the averaged step sizes
+            moved = moved._replace(step_size=moved.dual["log_avg"].exp())
+    moved = moved._replace(q=new["q"], energy=new["energy"], grad=new["grad"],
+                           iteration=state.iteration + 1)
+    extras = {"diverging": new["diverging"], "accept_prob": new["accept_prob"],
+              "step_size": state.step_size, "num_steps": new["num_steps"],
+              "potential_energy": new["energy"]}
+    return moved, StepInfo(float(new["energy"].mean()), extras)
+
+
+def run(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> FitResult:
+    """Warm up, then draw ``num_samples`` per chain; draws shaped (chain, draw, ...)."""
+    config = config or ChEESConfig()
+    start = time.perf_counter()
+    total = config.num_warmup + config.num_samples
+    with num_threads(config.num_threads), pyro.validation_enabled(False), torch.no_grad():
+        state = init(problem, config, seed)
+        kept: list[Tensor] = []
+        stats: list[dict[str, Tensor]] = []
+        bar = progress_bar(total, f"ChEES x{config.num_chains}", enabled=config.progress_bar)
+        for _ in range(total):
+            state, info = step(state, config)
+            if state.iteration > config.num_warmup:
+                kept.append(state.q)
+                stats.append(info.extras)
+            bar.update(energy=info.loss)
+        bar.close()
+        draws = torch.stack(kept, 1)  # (C, S, D)
+        num_chains, num_draws = draws.shape[:2]
+        constrained = state.potential.constrain(draws.reshape(num_chains * num_draws, -1))
+        samples = {k: v.reshape(num_chains, num_draws, *v.shape[1:])
+                   for k, v in constrained.items()}
+    samples.update(_deterministic(problem, samples, seed))
+    sample_stats = {k: torch.stack([s[k] for s in stats], 1).cpu().numpy()
+                    for k in stats[0]}
+    sample_stats["diverging"] = sample_stats["diverging"].astype(bool)
+    info = {"wall_time": time.perf_counter() - start,
+            "num_divergences": int(sample_stats["diverging"].sum()),
+            "divergences_per_chain": sample_stats["diverging"].sum(1).tolist(),
+            "step_size_per_chain": state.step_size.cpu().tolist(),
+            "trajectory_length": float(state.log_trajectory.exp()),
+            "mean_accept_prob": float(sample_stats["accept_prob"].mean()),
+            "gradient_evaluations": int(sample_stats["num_steps"].max(0).sum())}
+    history = {"loss": sample_stats["potential_energy"].mean(0)}
+    return FitResult("chees", problem, config, seed, history, samples=samples,
+                     sample_stats=sample_stats, info=info)
+
+
+ENGINE = Engine(init, step, run, "ChEES-HMC: many chains in lockstep on one batched "
+                                 "potential (vectorised over a chain plate)")
+
