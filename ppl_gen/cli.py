@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_fit = sub.add_parser("fit", help="fit a model and write a run folder")
     _add_common(p_fit)
-    p_fit.add_argument("--engine", default="svi", help="svi, em, nuts or hmc (default: svi)")
+    p_fit.add_argument("--engine", default="svi",
+                       help="svi, em, nuts, hmc, chees or adversarial (default: svi)")
     p_fit.add_argument("--option", action="append", metavar="KEY=VALUE",
                        help="any engine config field, e.g. num_chains=2 (repeatable)")
     for key, cast in _SHORTCUTS.items():

@@ -87,11 +87,18 @@ def test_demo_smoke(tmp_path, capsys):
     assert {"comparison.md", "comparison.png"} <= {p.name for p in out.iterdir()}
 
 
-@pytest.mark.parametrize("model, engine", [("aae", "adversarial"), ("cvae", "svi")])
-def test_fit_deep_models_from_the_command_line(model, engine, tmp_path):
+@pytest.mark.parametrize("model, engine, options", [
+    ("aae", "adversarial", ["--data", "digits", "--option", "num_steps=3", "--option",
+                            "batch_size=32"]),
+    ("cvae", "svi", ["--data", "digits", "--option", "num_steps=3", "--option",
+                     "batch_size=32"]),
+    ("eight_schools", "chees", ["--option", "num_warmup=20", "--option", "num_samples=20",
+                                "--option", "num_chains=4"]),
+])
+def test_fit_new_engines_and_deep_models_from_the_command_line(model, engine, options,
+                                                               tmp_path):
     out = tmp_path / model
-    assert main(["fit", model, "--engine", engine, "--data", "digits", "--option",
-                 "num_steps=3", "--option", "batch_size=32", "--out", str(out), "--device",
+    assert main(["fit", model, "--engine", engine, *options, "--out", str(out), "--device",
                  "cpu"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"] == engine

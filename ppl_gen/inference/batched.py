@@ -19,7 +19,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 from torch.distributions import biject_to
 
-from .base import Problem, latent_sites, max_plate_nesting
+from .base import Problem, enumerated_sites, latent_sites, max_plate_nesting
 
 __all__ = ["BatchedPotential", "VectorizationError"]
 
@@ -42,6 +42,11 @@ class BatchedPotential:
         trace = problem.trace()
         self.nesting = max_plate_nesting(trace)
         self.sites: list[tuple[str, Any, torch.Size, torch.Size, torch.Size]] = []
+        enumerated = enumerated_sites(trace)
+        if enumerated:
+            raise ValueError(f"model {problem.name!r} has discrete sites marked for "
+                             f"enumeration ({', '.join(enumerated)}), which the batched "
+                             "potential does not sum out; use engine='nuts', which does")
         names = latent_sites(trace)
         if not names:
             raise ValueError(f"model {problem.name!r} has no latent sample sites to sample")

@@ -114,6 +114,14 @@ def test_model_that_mixes_chains_is_refused_naming_the_site():
                     num_warmup=5, num_samples=5, device="cpu")
 
 
+def test_enumerated_discrete_sites_are_refused():
+    ds = ppl_gen.load_dataset("gaussian_mixture")
+    model = ppl_gen.MODELS["bayesian_gmm"].from_dataset(ds)
+    with pytest.raises(ValueError, match="enumeration.*engine='nuts'"):
+        ppl_gen.fit(model, ds, engine="chees", num_chains=2, num_warmup=2, num_samples=2,
+                    device="cpu")
+
+
 def test_stan_warmup_windows():
     assert warmup_windows(1000) == (75, [100, 150, 250, 450, 950])
     assert warmup_windows(100) == (15, [90])
