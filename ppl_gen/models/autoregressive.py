@@ -28,7 +28,7 @@ import torch
 from pyro.distributions import constraints
 from torch import Tensor, nn
 
-from ..nn.conv import MaskedConv2d
+from ..nn.conv import MaskedConv2d, image_shape_for
 from ..nn.masked import MaskedLinear, made_degrees, made_masks
 from .base import GenerativeModel, check_data_keys
 
@@ -428,13 +428,7 @@ class PixelCNN(BinaryAutoregressive):
     def __init__(self, dim: int, *, image_shape: tuple[int, int] | None = None,
                  channels: int = 64, num_layers: int = 5, first_kernel: int = 7) -> None:
         super().__init__(dim)
-        if image_shape is None:
-            side = math.isqrt(dim)
-            if side * side != dim:
-                raise ValueError(f"dim={dim} is not a square: pass image_shape=(height, width)")
-            image_shape = (side, side)
-        if image_shape[0] * image_shape[1] != dim:
-            raise ValueError(f"image_shape {tuple(image_shape)} does not have dim={dim} pixels")
+        image_shape = image_shape_for(dim, image_shape)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.image_shape = tuple(image_shape)

@@ -31,7 +31,7 @@ from torch.distributions import constraints
 from torch.nn import functional as F
 
 from ..inference.importance import MarginalEstimate, estimate_log_marginal
-from ..nn import MLP, ConvDecoder, ConvEncoder
+from ..nn import MLP, ConvDecoder, ConvEncoder, image_shape_for
 from .base import GenerativeModel, check_data_keys
 
 __all__ = ["VAE", "ConditionalVAE"]
@@ -106,13 +106,7 @@ class VAE(GenerativeModel):
         self.condition_dim = condition_dim
         out_maps = 2 if (likelihood == "gaussian" and noise == "learned") else 1
         if architecture == "conv":
-            if image_shape is None:
-                side = math.isqrt(dim)
-                if side * side != dim:
-                    raise ValueError(f"dim={dim} is not a square: pass image_shape=(h, w)")
-                image_shape = (side, side)
-            if image_shape[0] * image_shape[1] != dim:
-                raise ValueError(f"image_shape {tuple(image_shape)} does not have {dim} pixels")
+            image_shape = image_shape_for(dim, image_shape)
             hidden = self.hidden_dims[-1] if self.hidden_dims else 256
             self.encoder = ConvEncoder(image_shape, 2 * latent_dim, channels=conv_channels,
                                        hidden_dim=hidden, in_extra=condition_dim)

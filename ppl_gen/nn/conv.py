@@ -7,10 +7,24 @@ References:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MaskedConv2d", "ConvEncoder", "ConvDecoder"]
+__all__ = ["MaskedConv2d", "ConvEncoder", "ConvDecoder", "image_shape_for"]
+
+
+def image_shape_for(dim: int, image_shape: tuple[int, int] | None) -> tuple[int, int]:
+    """(height, width) of a D-pixel image: the given shape, checked, or the square."""
+    if image_shape is None:
+        side = math.isqrt(dim)
+        if side * side != dim:
+            raise ValueError(f"dim={dim} is not a square: pass image_shape=(height, width)")
+        image_shape = (side, side)
+    if image_shape[0] * image_shape[1] != dim:
+        raise ValueError(f"image_shape {tuple(image_shape)} does not have dim={dim} pixels")
+    return (int(image_shape[0]), int(image_shape[1]))
 
 
 class MaskedConv2d(nn.Conv2d):
