@@ -72,34 +72,38 @@ def _finish(elbo: torch.Tensor) -> float:
     return loss.item()
 
 
-class LeanTrace_ELBO(Trace_ELBO):
-    """``Trace_ELBO`` (Monte-Carlo KL) with the lean single-particle path."""
+class _LeanPath:
+    """The dispatch both lean ELBOs share: Pyro's path when the lean one does not apply,
+    Pyro's particle estimator for non-reparameterised guides, else ``_lean_elbo``."""
 
     def loss_and_grads(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> float:
         traces = _traces(self, model, guide, args, kwargs)
         if traces is None:
-            return super().loss_and_grads(model, guide, *args, **kwargs)
+            return super().loss_and_grads(model, guide, *args, **kwargs)  # type: ignore[misc]
         model_trace, guide_trace, lean = traces
         if not lean:
             return _pyro_particle(self, model_trace, guide_trace)
+        return _finish(self._lean_elbo(model_trace, guide_trace))
+
+    def _lean_elbo(self, model_trace: Any, guide_trace: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class LeanTrace_ELBO(_LeanPath, Trace_ELBO):
+    """``Trace_ELBO`` (Monte-Carlo KL) with the lean single-particle path."""
+
+    def _lean_elbo(self, model_trace: Any, guide_trace: Any) -> torch.Tensor:
         elbo = sum(_log_prob_sum(site) for site in _sample_sites(model_trace))
-        elbo = elbo - sum(_log_prob_sum(site) for site in _sample_sites(guide_trace,
-                                                                         observed=False))
-        return _finish(elbo)
+        return elbo - sum(_log_prob_sum(site)
+                          for site in _sample_sites(guide_trace, observed=False))
 
 
-class LeanTraceMeanField_ELBO(TraceMeanField_ELBO):
+class LeanTraceMeanField_ELBO(_LeanPath, TraceMeanField_ELBO):
     """``TraceMeanField_ELBO`` (closed-form KL where registered, Monte Carlo otherwise)
     with the lean single-particle path."""
 
-    def loss_and_grads(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> float:
-        traces = _traces(self, model, guide, args, kwargs)
-        if traces is None:
-            return super().loss_and_grads(model, guide, *args, **kwargs)
-        model_trace, guide_trace, lean = traces
-        if not lean:
-            return _pyro_particle(self, model_trace, guide_trace)
-        elbo = torch.zeros(())
+    def _lean_elbo(self, model_trace: Any, guide_trace: Any) -> torch.Tensor:
+        elbo: Any = 0.0
         for site in _sample_sites(model_trace):
             if site["is_observed"]:
                 elbo = elbo + _log_prob_sum(site)
@@ -117,4 +121,4 @@ class LeanTraceMeanField_ELBO(TraceMeanField_ELBO):
         for site in _sample_sites(guide_trace, observed=False):  # auxiliary guide sites
             if site["name"] not in model_trace.nodes:
                 elbo = elbo - _log_prob_sum(site)
-        return _finish(elbo)
+        return elbo

@@ -24,19 +24,27 @@ __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "VAE", "ConditionalVAE", "AdversarialAutoencoder", "energy_distance"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
+
+
+def _variant(name: str, description: str, cls: type[GenerativeModel], **fixed: object) -> None:
+    """Register ``cls`` with some constructor arguments fixed; ``from_dataset`` keeps them."""
+    MODELS.register(name, description)(functools.partial(cls, **fixed))
+    MODELS[name].from_dataset = (  # type: ignore[attr-defined]
+        lambda ds, **kw: cls.from_dataset(ds, **fixed, **kw))
+
 MODELS.register("eight_schools", "hierarchical normal model, non-centered (Rubin 1981)")(
     EightSchools)
-MODELS.register("eight_schools_centered",
-                "hierarchical normal model, centered (the funnel: NUTS diverges)")(
-    functools.partial(EightSchools, centered=True))
+_variant("eight_schools_centered",
+         "hierarchical normal model, centered (the funnel: NUTS diverges)", EightSchools,
+         centered=True)
 MODELS.register("linear_regression", "Bayesian linear regression (known noise: conjugate)")(
     BayesianLinearRegression)
 MODELS.register("logistic_regression", "Bayesian logistic regression")(
     BayesianLogisticRegression)
 MODELS.register("gmm", "Gaussian mixture, point parameters (EM, SVI with enumerated z)")(
     GaussianMixture)
-MODELS.register("bayesian_gmm", "Gaussian mixture with priors, z marginalised (NUTS, VI)")(
-    functools.partial(GaussianMixture, priors=True))
+_variant("bayesian_gmm", "Gaussian mixture with priors, z marginalised (NUTS, VI)",
+         GaussianMixture, priors=True)
 MODELS.register("ppca", "probabilistic PCA (Tipping & Bishop 1999)")(PPCA)
 MODELS.register("factor_analysis", "factor analysis, diagonal noise")(FactorAnalysis)
 MODELS.register("independent_bernoulli", "independent binary pixels (D parameters)")(
@@ -57,31 +65,18 @@ for _flow, _description in (
         ("realnvp", "RealNVP: affine coupling flow (Dinh et al. 2017)"),
         ("maf", "masked autoregressive flow (Papamakarios et al. 2017)"),
         ("nsf", "neural spline flow, rational-quadratic coupling (Durkan et al. 2019)")):
-    MODELS.register(_flow, _description)(functools.partial(NormalizingFlow, flow=_flow))
-    MODELS[_flow].from_dataset = (  # type: ignore[attr-defined]
-        lambda ds, _flow=_flow, **kw: NormalizingFlow.from_dataset(ds, flow=_flow, **kw))
+    _variant(_flow, _description, NormalizingFlow, flow=_flow)
 
 MODELS.register("vae", "variational autoencoder, MLP encoder/decoder (Kingma & Welling 2014)")(
     VAE)
-MODELS.register("conv_vae", "variational autoencoder, convolutional encoder/decoder")(
-    functools.partial(VAE, architecture="conv"))
-MODELS["conv_vae"].from_dataset = (  # type: ignore[attr-defined]
-    lambda ds, **kw: VAE.from_dataset(ds, architecture="conv", **kw))
+_variant("conv_vae", "variational autoencoder, convolutional encoder/decoder", VAE,
+         architecture="conv")
 MODELS.register("cvae", "conditional VAE p(x | y); classifies by Bayes' rule, rejects outliers")(
     ConditionalVAE)
 MODELS.register("aae", "adversarial autoencoder: codes matched to any sampleable prior "
                 "(Makhzani et al. 2016)")(AdversarialAutoencoder)
-MODELS.register("autoencoder", "plain autoencoder (the AAE without its discriminator): "
-                "not a generative model")(functools.partial(AdversarialAutoencoder,
-                                                            adversarial=False))
-MODELS["autoencoder"].from_dataset = (  # type: ignore[attr-defined]
-    lambda ds, **kw: AdversarialAutoencoder.from_dataset(ds, adversarial=False, **kw))
-
-# Variants registered as partials need from_dataset too: the class's, with the variant.
-MODELS["eight_schools_centered"].from_dataset = (  # type: ignore[attr-defined]
-    lambda ds, **kw: EightSchools.from_dataset(ds, centered=True, **kw))
-MODELS["bayesian_gmm"].from_dataset = (  # type: ignore[attr-defined]
-    lambda ds, **kw: GaussianMixture.from_dataset(ds, priors=True, **kw))
+_variant("autoencoder", "plain autoencoder (the AAE without its discriminator): not a "
+         "generative model", AdversarialAutoencoder, adversarial=False)
 
 #: The dataset each model is demonstrated on (``ppl-gen fit MODEL`` without ``--data``).
 DEFAULT_DATASETS = {
