@@ -270,7 +270,18 @@ class ChEESConfig:
         trajectory_learning_rate: Adam's step for log T.
         max_leapfrog_steps: Cap on leapfrog steps per iteration (bounds T / step size).
         max_energy_error: An energy error above this counts as a divergence.
-        adapt_mass_matrix: Stan-style windowed diagonal mass matrix per chain.
+        adapt_mass_matrix: Adapt the mass matrix in Stan's windows (False: identity).
+        mass_matrix: ``"diagonal"`` or ``"dense"`` (one D x D matrix shared by all chains,
+            estimated from all chains' draws; for strongly correlated posteriors).
+        pool_mass_matrix: Estimate the diagonal from all chains' window draws and share it
+            (the default: C times the draws, robust to a chain stuck during a window); False
+            gives each chain its own, as C separate Stan runs would.
+        compile: How the leapfrog step (model potential and gradient included) runs:
+            ``"auto"`` traces it once into ATen ops and compiles them with TorchInductor,
+            falling back to the traced graph, then to eager Pyro, with the reason in
+            ``result.info["compile_reason"]``; ``"inductor"``/``"fx"`` insist (and raise
+            when they fail); ``False``/``"eager"`` re-runs the model through Pyro's
+            handlers every step. See :mod:`ppl_gen.inference.compiled`.
         num_threads: torch intra-op threads (1: small models only stall on a second).
         progress_bar: Show a tqdm bar.
     """
@@ -285,6 +296,9 @@ class ChEESConfig:
     max_leapfrog_steps: int = 1000
     max_energy_error: float = 1000.0
     adapt_mass_matrix: bool = True
+    mass_matrix: str = "diagonal"
+    pool_mass_matrix: bool = True
+    compile: bool | str = "auto"
     num_threads: int | None = 1
     progress_bar: bool = False
 
@@ -292,6 +306,12 @@ class ChEESConfig:
         _positive_int("num_warmup", self.num_warmup, minimum=0)
         _positive_int("num_samples", self.num_samples)
         _positive_int("num_chains", self.num_chains, minimum=2)
+        if self.mass_matrix not in ("diagonal", "dense"):
+            raise ValueError(f"mass_matrix must be 'diagonal' or 'dense', got "
+                             f"{self.mass_matrix!r}")
+        if self.compile not in (True, False, "auto", "inductor", "fx", "eager"):
+            raise ValueError(f"compile must be 'auto', 'inductor', 'fx', 'eager', True or "
+                             f"False, got {self.compile!r}")
         if not 0 < self.target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must lie strictly between 0 and 1, got "
                              f"{self.target_accept_prob!r}")

@@ -121,7 +121,9 @@ class BayesianLogisticRegression(_GLM):
         if x is None:
             raise ValueError("BayesianLogisticRegression.model needs covariates x")
         self._check(x, y)
-        if y is not None and not torch.all((y == 0) | (y == 1)):
+        from ..inference.compiled import tracing
+
+        if y is not None and not tracing() and not torch.all((y == 0) | (y == 1)):
             raise ValueError("BayesianLogisticRegression needs a binary target y in {0, 1}")
         logits = self._linear_predictor(x)
         with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as idx:
