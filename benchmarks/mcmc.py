@@ -199,6 +199,21 @@ def main(args: argparse.Namespace) -> None:
     startup = warm_up_inductor()
     print(f"Inductor's one-time start-up in this process: {startup:.1f} s (paid by the first "
           "compiled fit of a process; not in the figures below)\n")
+    if not args.skip_main:
+        main_tables(args, nuts_iters, chees_iters)
+    if args.numpyro:
+        try:
+            import numpyro  # noqa: F401
+        except ImportError:
+            print("\nNumPyro is not installed (pip install numpyro): its columns are skipped.")
+        else:
+            compare_numpyro(args, chees_iters)
+    if args.chains:
+        chain_scaling(args, chees_iters)
+
+
+def main_tables(args: argparse.Namespace, nuts_iters: tuple[int, int],
+                chees_iters: tuple[int, int]) -> None:
     print(f"min bulk ESS per second of the whole call (warmup and each model's compile "
           f"included); NUTS 1 chain {nuts_iters[0]}+{nuts_iters[1]}, seed 0; ChEES "
           f"{args.main_chains} chains {chees_iters[0]}+{chees_iters[1]} per chain, median "
@@ -231,14 +246,8 @@ def main(args: argparse.Namespace) -> None:
                   f"{cost['inductor'] * 1e6:.0f} | {cost['eager'] / cost['inductor']:.0f}x | "
                   f"{cost['inductor compile']:.1f} |", flush=True)
 
-    if args.numpyro:
-        try:
-            import numpyro  # noqa: F401
-        except ImportError:
-            print("\nNumPyro is not installed (pip install numpyro): its columns are skipped.")
-        else:
-            compare_numpyro(args, chees_iters)
 
+def chain_scaling(args: argparse.Namespace, chees_iters: tuple[int, int]) -> None:
     if args.chains:
         print("\n## ESS/s against the number of chains (eight schools, ChEES compiled, "
               f"{chees_iters[0]}+{chees_iters[1]} per chain, seed 0)\n")
@@ -301,6 +310,8 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, default=3,
                         help="ChEES and NumPyro runs per cell (median)")
     parser.add_argument("--numpyro-chains", type=int, nargs="*", default=[16, 64])
+    parser.add_argument("--skip-main", action="store_true",
+                        help="only the --numpyro / --chains sections")
     parser.add_argument("--numpyro", action="store_true",
                         help="also run NumPyro's NUTS (optional extra: pip install numpyro)")
     main(parser.parse_args())

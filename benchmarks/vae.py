@@ -3,7 +3,8 @@
 One run, one machine, side by side:
 
 1. ``--speed``: a 784-400-20 MLP VAE (Bernoulli decoder, batch 128, Adam 1e-3), trained
-   through ppl_gen's SVI engine (``fit(..., loss="trace" | "meanfield")``), through plain
+   through ppl_gen's SVI engine (``fit(..., loss="trace" | "meanfield")``; by default, and
+   with ``compile="fx"`` / ``"inductor"``: the step traced once), through plain
    ``pyro.infer.SVI`` (what Pyro's tutorials write), and by the hand-written PyTorch loop
    for the same estimator (same initial weights, same minibatch indices and the same
    normal draws, so the ELBO values agree to float rounding). All are warmed up, then run
@@ -72,11 +73,26 @@ def by_hand(vae: VAE, x: torch.Tensor, steps: int, seed: int, loss: str, *,
     return losses
 
 
-def by_ppl_gen(vae: VAE, train, steps: int, seed: int, loss: str) -> list[float]:
+COMPILE_SECONDS: dict[str, float] = {}
+
+
+def by_ppl_gen(vae: VAE, train, steps: int, seed: int, loss: str,
+               compile: bool | str = False) -> list[float]:
     result = ppl_gen.fit(vae, train, engine="svi", loss=loss, num_steps=steps,
                          batch_size=BATCH, learning_rate=1e-3, seed=seed, progress_bar=False,
-                         log_every=1, device="cpu")
+                         log_every=1, device="cpu", compile=compile)
+    if compile:
+        assert result.info["compiled"] != "eager", result.info["compile_reason"]
+        COMPILE_SECONDS[str(compile)] = result.info["compile_seconds"]
     return list(result.history["loss"])
+
+
+def by_ppl_gen_fx(vae: VAE, train, steps: int, seed: int, loss: str) -> list[float]:
+    return by_ppl_gen(vae, train, steps, seed, loss, compile="fx")
+
+
+def by_ppl_gen_inductor(vae: VAE, train, steps: int, seed: int, loss: str) -> list[float]:
+    return by_ppl_gen(vae, train, steps, seed, loss, compile="inductor")
 
 
 def by_hand_fused(vae: VAE, x: torch.Tensor, steps: int, seed: int,
@@ -102,40 +118,53 @@ def speed(args: argparse.Namespace) -> None:
     x = train["x"]
     print(f"## Pyro SVI (ppl_gen) vs a hand-written PyTorch VAE loop\n\n784-400-{LATENT} MLP "
           f"VAE, Bernoulli decoder, batch {BATCH}, Adam 1e-3, {args.steps} steps per run, "
-          f"{args.repeats} paired repeats in alternating order after a warm-up\n")
-    print("| loss | ppl_gen ms/step | plain Pyro SVI | by hand (default Adam) | by hand "
-          "(fused Adam) | ppl_gen / hand | ppl_gen / hand (fused) | plain Pyro / hand | max "
-          "rel. loss difference, first 20 steps |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"{args.repeats} repeats in rotating order after a warm-up. ppl_gen three ways: "
+          "the default (Pyro's handlers every step), compile='fx' (the step traced once "
+          "into ATen ops and replayed) and compile='inductor' (that graph compiled); the "
+          "one-time trace/compile is subtracted from the compiled runs' time and shown "
+          "apart. Ratios are medians of per-repeat ratios.\n")
+    print("| loss | ppl_gen ms/step | compile='fx' | compile='inductor' | plain Pyro SVI | "
+          "by hand (default Adam) | by hand (fused Adam) | ppl_gen / hand (fused) | fx / "
+          "hand (fused) | inductor / hand (fused) | ppl_gen / hand (default Adam) | plain "
+          "Pyro / hand | trace + compile (s) fx, inductor | max rel. loss difference, "
+          "first 20 steps |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    fitters = [("ppl_gen", by_ppl_gen, True), ("fx", by_ppl_gen_fx, True),
+               ("inductor", by_ppl_gen_inductor, True), ("pyro", by_plain_pyro, False),
+               ("hand", by_hand, False), ("fused", by_hand_fused, False)]
     for loss in args.losses:
         base = VAE(784, LATENT)
-        by_hand(copy.deepcopy(base), x, 30, 0, loss)  # warm-up: allocator, caches
-        by_ppl_gen(copy.deepcopy(base), train, 30, 0, loss)
-        by_plain_pyro(copy.deepcopy(base), x, 30, 0, loss)
-        by_hand_fused(copy.deepcopy(base), x, 30, 0, loss)
-        times: dict[str, list[float]] = {"ppl_gen": [], "pyro": [], "hand": [],
-                                         "fused": []}
+        for _, fitter, takes_dataset in fitters:  # warm-up: allocator, caches, compiles
+            fitter(copy.deepcopy(base), train if takes_dataset else x, 30, 0, loss)
+        times: dict[str, list[float]] = {label: [] for label, _, _ in fitters}
         difference = 0.0
         for repeat in range(args.repeats):
-            order = [("ppl_gen", by_ppl_gen, train), ("pyro", by_plain_pyro, x),
-                     ("hand", by_hand, x), ("fused", by_hand_fused, x)]
-            order = order[repeat % 4:] + order[:repeat % 4]  # rotate who goes first
+            order = fitters[repeat % len(fitters):] + fitters[:repeat % len(fitters)]
             losses = {}
-            for label, fitter, data in order:
+            for label, fitter, takes_dataset in order:
                 model = copy.deepcopy(base)
                 start = time.perf_counter()
-                losses[label] = fitter(model, data, args.steps, repeat, loss)
-                times[label].append((time.perf_counter() - start) / args.steps * 1e3)
-            relative = [abs(a - b) / abs(b) for label in ("ppl_gen", "pyro", "fused")
+                losses[label] = fitter(model, train if takes_dataset else x, args.steps,
+                                       repeat, loss)
+                seconds = time.perf_counter() - start
+                seconds -= {"fx": COMPILE_SECONDS.get("fx", 0.0),
+                            "inductor": COMPILE_SECONDS.get("inductor", 0.0)}.get(label, 0.0)
+                times[label].append(seconds / args.steps * 1e3)
+            relative = [abs(a - b) / abs(b) for label in ("ppl_gen", "fx", "pyro", "fused")
                         for a, b in zip(losses[label][:20], losses["hand"][:20])]
             difference = max(difference, max(relative))
-        ratio = statistics.median(a / b for a, b in zip(times["ppl_gen"], times["hand"]))
-        same = statistics.median(a / b for a, b in zip(times["ppl_gen"], times["fused"]))
-        plain = statistics.median(a / b for a, b in zip(times["pyro"], times["hand"]))
+
+        def ratio(a: str, b: str, times: dict[str, list[float]] = times) -> float:
+            return statistics.median(p / q for p, q in zip(times[a], times[b]))
+
         median = {k: statistics.median(v) for k, v in times.items()}
-        print(f"| {loss} | {median['ppl_gen']:.2f} | {median['pyro']:.2f} | "
-              f"{median['hand']:.2f} | {median['fused']:.2f} | {ratio:.3f} | {same:.3f} | "
-              f"{plain:.3f} | {difference:.1e} |", flush=True)
+        print(f"| {loss} | {median['ppl_gen']:.2f} | {median['fx']:.2f} | "
+              f"{median['inductor']:.2f} | {median['pyro']:.2f} | {median['hand']:.2f} | "
+              f"{median['fused']:.2f} | {ratio('ppl_gen', 'fused'):.3f} | "
+              f"{ratio('fx', 'fused'):.3f} | {ratio('inductor', 'fused'):.3f} | "
+              f"{ratio('ppl_gen', 'hand'):.3f} | {ratio('pyro', 'hand'):.3f} | "
+              f"{COMPILE_SECONDS['fx']:.1f}, {COMPILE_SECONDS['inductor']:.1f} | "
+              f"{difference:.1e} |", flush=True)
 
 
 def quality(args: argparse.Namespace) -> None:

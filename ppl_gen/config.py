@@ -72,6 +72,12 @@ class SVIConfig:
             uses the model's ``default_batch_size`` (100 for the image models, whose
             activations grow with the batch; the full data for the statistical models).
         clip_norm: Gradient-norm clip for ``clipped_adam``.
+        compile: Trace the loss-and-gradient step once and replay it (``"fx"``: the ATen
+            graph, the same random numbers and values as eager steps) or compile it with
+            Inductor (``"auto"``/``"inductor"``, the same draws, float-rounding
+            differences); ``False`` (default) runs Pyro's handlers each step. For zoo
+            models with ``loss`` ``"trace"``/``"meanfield"``; the trace freezes Python
+            values (shapes, batch size, ``beta``). See :mod:`ppl_gen.inference.compiled`.
         num_threads: torch intra-op threads during the fit (``None`` keeps torch's setting).
         progress_bar: Show a tqdm bar.
         log_every: Record the loss every this many steps (1 records all).
@@ -90,6 +96,7 @@ class SVIConfig:
     init_scale: float = 0.1
     batch_size: int | str | None = "auto"
     clip_norm: float = 10.0
+    compile: bool | str = False
     num_threads: int | None = None
     progress_bar: bool = False
     log_every: int = 1
@@ -107,6 +114,7 @@ class SVIConfig:
         _positive_float("init_scale", self.init_scale)
         _positive_float("clip_norm", self.clip_norm)
         _positive_int("log_every", self.log_every)
+        _check_compile(self.compile)
         if self.batch_size is not None and self.batch_size != "auto" and (
                 isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
                 or self.batch_size < 1):
@@ -309,9 +317,7 @@ class ChEESConfig:
         if self.mass_matrix not in ("diagonal", "dense"):
             raise ValueError(f"mass_matrix must be 'diagonal' or 'dense', got "
                              f"{self.mass_matrix!r}")
-        if self.compile not in (True, False, "auto", "inductor", "fx", "eager"):
-            raise ValueError(f"compile must be 'auto', 'inductor', 'fx', 'eager', True or "
-                             f"False, got {self.compile!r}")
+        _check_compile(self.compile)
         if not 0 < self.target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must lie strictly between 0 and 1, got "
                              f"{self.target_accept_prob!r}")
@@ -322,6 +328,12 @@ class ChEESConfig:
         _positive_float("max_energy_error", self.max_energy_error)
         if self.num_threads is not None:
             _positive_int("num_threads", self.num_threads)
+
+
+def _check_compile(value: Any) -> None:
+    if value not in (True, False, "auto", "inductor", "fx", "eager"):
+        raise ValueError(f"compile must be 'auto', 'inductor', 'fx', 'eager', True or False, "
+                         f"got {value!r}")
 
 
 CONFIGS: dict[str, type] = {"svi": SVIConfig, "em": EMConfig, "nuts": MCMCConfig,

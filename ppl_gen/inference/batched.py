@@ -42,11 +42,9 @@ class BatchedPotential:
         trace = problem.trace()
         self.nesting = max_plate_nesting(trace)
         self.sites: list[tuple[str, Any, torch.Size, torch.Size, torch.Size]] = []
-        enumerated = enumerated_sites(trace)
-        if enumerated:
-            raise ValueError(f"model {problem.name!r} has discrete sites marked for "
-                             f"enumeration ({', '.join(enumerated)}), which the batched "
-                             "potential does not sum out; use engine='nuts', which does")
+        # Discrete sites marked for enumeration are summed out exactly, per chain, as Pyro's
+        # HMC does (TraceEinsumEvaluator), but contracted to the chain plate.
+        self.enumerated = enumerated_sites(trace)
         names = latent_sites(trace)
         if not names:
             raise ValueError(f"model {problem.name!r} has no latent sample sites to sample")
@@ -100,9 +98,14 @@ class BatchedPotential:
             terms["_jacobian"] = terms["_jacobian"] + log_det.reshape(num_chains, -1).sum(-1)
             pad = (1,) * (self.nesting - len(batch))
             values[name] = x.reshape(num_chains, *pad, *batch, *event)
+        model = poutine.condition(self.problem.model, data=values)
+        if self.enumerated:
+            model = poutine.enum(model, first_available_dim=-(self.nesting + 2))
         with pyro.plate(_CHAINS, num_chains, dim=-(self.nesting + 1)):
-            trace = poutine.trace(poutine.condition(self.problem.model, data=values)
-                                  ).get_trace(**self.problem.data)
+            trace = poutine.trace(model).get_trace(**self.problem.data)
+        if self.enumerated:
+            terms["_enumerated_joint"] = _contract_to_chains(trace, num_chains)
+            return terms
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or site_is_subsample(site):
                 continue
@@ -149,6 +152,32 @@ class BatchedPotential:
                     "than one at a time (a reshape or sum that mixes the leading chain "
                     "dimension?); make the model broadcast over batch dimensions on the "
                     "left, or use engine='nuts', which runs chains one at a time")
+
+
+def _contract_to_chains(trace: Any, num_chains: int) -> Tensor:
+    """log p(x, continuous latents) per chain, the enumerated sites summed out: the packed
+    log-factors grouped by plate (Pyro's TraceEinsumEvaluator), contracted down to the
+    chain plate instead of to a scalar."""
+    from collections import OrderedDict
+
+    from pyro.ops.contract import contract_to_tensor
+
+    trace.compute_log_prob()
+    trace.pack_tensors()
+    factors: OrderedDict = OrderedDict()
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        ordinal = frozenset(trace.plate_to_symbol[f.name] for f in site["cond_indep_stack"]
+                            if f.vectorized)
+        factors.setdefault(ordinal, []).append(site["packed"]["log_prob"])
+    enum_dims = set(trace.symbol_to_dim) - set(trace.plate_to_symbol.values())
+    chains = trace.plate_to_symbol[_CHAINS]
+    # one chain: packing drops the size-1 chain dimension, so contract to a scalar
+    present = any(chains in t._pyro_dims for terms in factors.values() for t in terms)
+    joint = contract_to_tensor(factors, enum_dims,
+                               target_ordinal=frozenset([chains] if present else []))
+    return joint.reshape(-1).expand(num_chains)
 
 
 def _per_chain(log_prob: Tensor, nesting: int, num_chains: int) -> Tensor:

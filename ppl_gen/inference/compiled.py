@@ -99,7 +99,7 @@ def normalize_backend(backend: str | bool) -> str:
 
 def compile_function(fn: Callable[..., Any], example_args: Sequence[Tensor], *,
                      backend: str | bool = "auto", name: str = "function",
-                     check: bool = True) -> CompiledFunction:
+                     check: bool = True, random: bool = False) -> CompiledFunction:
     """Trace ``fn`` on ``example_args`` and compile it; fall back to eager when that fails.
 
     Arguments:
@@ -110,8 +110,13 @@ def compile_function(fn: Callable[..., Any], example_args: Sequence[Tensor], *,
         backend: ``"auto"`` (Inductor, else the traced graph, else eager), ``"inductor"``,
             ``"fx"``, ``"eager"``; ``True``/``False`` mean ``"auto"``/``"eager"``.
         name: What the function is, for messages.
-        check: Compare the compiled outputs with eager ones on ``example_args`` (skip only
-            for functions that draw random numbers, whose outputs cannot be compared).
+        check: Compare the compiled outputs with eager ones on ``example_args``.
+        random: ``fn`` draws random numbers (torch's global generators). Then every call
+            made here (eager reference, trace, checks) starts from the same generator
+            state, so the outputs are comparable, and the global state is left as it was:
+            compiling consumes no random numbers. The compiled function draws from the same
+            generators in the same order as eager code (Inductor is told to use ATen's
+            random ops, ``fallback_random``), so a seeded run is reproduced.
 
     Raises:
         CompileError: An explicit ``"inductor"``/``"fx"`` backend failed; the message says
@@ -121,28 +126,52 @@ def compile_function(fn: Callable[..., Any], example_args: Sequence[Tensor], *,
     start = time.perf_counter()
     if backend == "eager":
         return CompiledFunction(fn, "eager", None, 0.0)
-    reference = fn(*example_args) if check else None
-    try:
-        graph = _trace(fn, example_args)
-        if check:
-            _compare(graph(*example_args), reference, "the traced graph")
-    except Exception as error:  # noqa: BLE001 - every failure becomes a reason to fall back
-        reason = f"tracing {name} failed: {_describe(error)}"
-        return _fallback(fn, backend, reason, start)
-    if backend == "fx":
-        return CompiledFunction(graph, "fx", None, time.perf_counter() - start)
-    try:
-        compiled = _inductor(graph, example_args)
-        output = compiled(*example_args)
-        if check:
-            _compare(output, reference, "the Inductor-compiled function")
-    except Exception as error:  # noqa: BLE001
-        reason = f"compiling {name} with Inductor failed: {_describe(error)}"
-        if backend == "inductor":
-            raise CompileError(reason + "; use compile='auto' (falls back) or "
-                                        "compile=False") from error
-        return CompiledFunction(graph, "fx", reason, time.perf_counter() - start)
+    with _same_random_numbers(random, example_args) as call:
+        reference = call(fn) if check else None
+        try:
+            graph = call(lambda *args: _trace(fn, args))
+            if check:
+                _compare(call(graph), reference, "the traced graph")
+        except Exception as error:  # noqa: BLE001 - every failure is a reason to fall back
+            reason = f"tracing {name} failed: {_describe(error)}"
+            return _fallback(fn, backend, reason, start)
+        if backend == "fx":
+            return CompiledFunction(graph, "fx", None, time.perf_counter() - start)
+        try:
+            compiled = _inductor(graph, example_args)
+            output = call(compiled)
+            if check:
+                _compare(output, reference, "the Inductor-compiled function")
+        except Exception as error:  # noqa: BLE001
+            reason = f"compiling {name} with Inductor failed: {_describe(error)}"
+            if backend == "inductor":
+                raise CompileError(reason + "; use compile='auto' (falls back) or "
+                                            "compile=False") from error
+            return CompiledFunction(graph, "fx", reason, time.perf_counter() - start)
     return CompiledFunction(compiled, "inductor", None, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _same_random_numbers(random: bool, example_args: Sequence[Tensor]
+                         ) -> Iterator[Callable[[Callable[..., Any]], Any]]:
+    """``call(f)`` runs ``f(*example_args)``; with ``random``, each call from the same
+    generator state, restored afterwards."""
+    if not random:
+        yield lambda f: f(*example_args)
+        return
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    devices = list(range(torch.cuda.device_count())) if cuda else []
+    with torch.random.fork_rng(devices=devices):
+        cpu_state = torch.get_rng_state()
+        cuda_state = torch.cuda.get_rng_state_all() if cuda else None
+
+        def call(f: Callable[..., Any]) -> Any:
+            torch.set_rng_state(cpu_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state_all(cuda_state)
+            return f(*example_args)
+
+        yield call
 
 
 def _fallback(fn: Callable[..., Any], backend: str, reason: str,
@@ -171,10 +200,13 @@ def _inductor(graph: Any, example_args: Sequence[Tensor]) -> Callable[..., Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            from torch._inductor import config
             from torch._inductor.compile_fx import compile_fx
         except ImportError:  # pragma: no cover - depends on the torch version
             return torch.compile(graph, dynamic=False, fullgraph=True)
-        compiled = compile_fx(graph, list(example_args))
+        # ATen's random ops, not Inductor's own generator: the same draws as eager code
+        with config.patch(fallback_random=True):
+            compiled = compile_fx(graph, list(example_args))
 
     def call(*args: Tensor) -> Any:
         out = compiled(*args)

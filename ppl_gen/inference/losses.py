@@ -85,6 +85,15 @@ class _LeanPath:
             return _pyro_particle(self, model_trace, guide_trace)
         return _finish(self._lean_elbo(model_trace, guide_trace))
 
+    def lean_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any
+                  ) -> torch.Tensor | None:
+        """The differentiable loss −ELBO when the lean path applies (one particle,
+        validation off, every guide site reparameterised), else None."""
+        traces = _traces(self, model, guide, args, kwargs)
+        if traces is None or not traces[2]:
+            return None
+        return -self._lean_elbo(traces[0], traces[1])
+
     def _lean_elbo(self, model_trace: Any, guide_trace: Any) -> torch.Tensor:
         raise NotImplementedError
 

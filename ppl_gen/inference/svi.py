@@ -34,6 +34,7 @@ from .base import (
     num_threads,
     param_scope,
 )
+from .compiled import CompiledFunction, CompileError, compile_function
 from .losses import LeanTrace_ELBO, LeanTraceMeanField_ELBO
 from .progress import progress_bar
 
@@ -56,18 +57,30 @@ class _SVI(SVI):
     validation off. On a tiny VAE, where a step is all overhead, this took Pyro's 1.64 ms
     per step to 1.13 ms; docs/benchmarks.md has the full-size figures.
 
+    With ``compile`` (the config's ``compile``, not the default) the fast path goes one
+    step further: on the second step the whole loss-and-gradient computation — model,
+    guide, Pyro's handlers, the ELBO and its backward — is traced once into ATen ops
+    (:mod:`ppl_gen.inference.compiled`) and later steps replay that graph (or its
+    Inductor compilation), drawing the same random numbers as the eager step would. The
+    trace freezes Python: shapes, the minibatch size and attributes such as ``beta`` are
+    read once, so change them only between fits.
+
     Also accepts plain ``nn.Parameter`` param sites: under ``module_local_params`` Pyro's
     ``SVI.step`` would call ``value.unconstrained()`` on them, which they do not have.
     """
 
     def __init__(self, model: Callable[..., Any], guide: Callable[..., Any],
                  make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
-                 loss: pyro.infer.ELBO, module: torch.nn.Module | None = None) -> None:
+                 loss: pyro.infer.ELBO, module: torch.nn.Module | None = None,
+                 compile: bool | str = False) -> None:
         super().__init__(model, guide, pyro.optim.Adam({}), loss=loss)
         self.make_optimizer = make_optimizer
         self.optimizer: torch.optim.Optimizer | None = None
         self.params: list[torch.Tensor] = []
         self._seen: set[int] = set()
+        self.compile = compile
+        self.compiled: CompiledFunction | None = None
+        self._compiled_key: tuple | None = None
         # Only a zoo model guarantees that no parameter appears after the first step.
         self.module = module if _is_generative_model(module) else None
         if self.module is not None:  # the module may have changed since a previous fit
@@ -92,7 +105,51 @@ class _SVI(SVI):
                                                 "params": new})
         return loss
 
+    def _traced_step(self, args: tuple, kwargs: dict) -> CompiledFunction:
+        """The loss-and-gradients function traced for these arguments (once per
+        arguments; their tensors are identified by object)."""
+        key = (tuple(id(a) for a in args),
+               tuple((k, id(v) if torch.is_tensor(v) else v) for k, v in sorted(kwargs.items())))
+        if self.compiled is not None and key == self._compiled_key:
+            return self.compiled
+        elbo = getattr(self.loss_and_grads, "__self__", None)
+        params, module = list(self.params), self.module
+        assert module is not None
+
+        def loss_and_grads() -> tuple[torch.Tensor, ...]:
+            with torch.enable_grad(), module.collected_params(), \
+                    pyro.validation_enabled(False):
+                loss = elbo.lean_loss(self.model, self.guide, *args, **kwargs)
+                if loss is None:
+                    raise TypeError("this loss has no single-particle reparameterised path "
+                                    "to trace (use loss='trace' or 'meanfield', one "
+                                    "particle, reparameterised guide sites)")
+                grads = torch.autograd.grad(loss, params, allow_unused=True)
+            return (loss.detach(), *(torch.zeros_like(p) if g is None else g.detach()
+                                     for p, g in zip(params, grads)))
+
+        if not hasattr(elbo, "lean_loss"):
+            reason = (f"loss {type(elbo).__name__} cannot be traced; use loss='trace' or "
+                      "'meanfield'")
+            if self.compile in ("fx", "inductor"):
+                raise CompileError(reason + ", or compile=False")
+            self.compiled = CompiledFunction(loss_and_grads, "eager", reason, 0.0)
+        else:
+            self.compiled = compile_function(loss_and_grads, (), backend=self.compile,
+                                             name="the SVI step", random=True)
+        self._compiled_key = key
+        return self.compiled
+
     def step(self, *args: Any, **kwargs: Any) -> float:
+        if (self.compile and self.module is not None and self.optimizer is not None
+                and self._traced_step(args, kwargs).backend != "eager"):
+            with torch.no_grad():
+                loss, *grads = self.compiled()  # type: ignore[misc]
+            for param, grad in zip(self.params, grads):
+                param.grad = grad
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            return float(loss)
         if self.module is not None and self.optimizer is not None:
             # After a first, validated step has checked the model/guide pair, argument
             # validation only re-checks distribution parameters; a NaN still surfaces as a
@@ -242,7 +299,8 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
         known_guide = (guide is _empty_guide or isinstance(guide, autoguide.AutoGuide)
                        or (module is not None and guide == getattr(module, "guide", None)))
         svi = _SVI(problem.model, guide, _optimizer(config), loss,
-                   module if known_guide else None)
+                   module if known_guide else None,
+                   compile=False if config.compile in (False, "eager") else config.compile)
         step_kwargs: dict[str, Any] = {}
         batch_size = config.batch_size
         if batch_size == "auto":
@@ -323,6 +381,13 @@ def run(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> Fit
     info = {"wall_time": time.perf_counter() - start, "num_steps": config.num_steps,
             "final_loss": float(losses_arr[-1]), "guide": guide_name,
             "loss": type(elbo).__name__}
+    if config.compile not in (False, "eager"):
+        compiled = state.svi.compiled
+        info.update(compiled=compiled.backend if compiled else "eager",
+                    compile_reason=(compiled.reason if compiled else
+                                    "only a zoo model with its own guide, an autoguide or "
+                                    "no guide is traced"),
+                    compile_seconds=compiled.compile_seconds if compiled else 0.0)
     return FitResult("svi", problem, config, seed, history, guide=state.guide,
                      param_state=state.param_state, info=info)
 

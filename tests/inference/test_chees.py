@@ -127,6 +127,23 @@ def test_per_chain_mass_matrices_still_sample_correctly():
     assert len(np.unique(steps)) == 16  # each chain its own step size
 
 
+@pytest.mark.parametrize("name", ["ppca", "factor_analysis"])
+def test_local_latents_of_the_linear_gaussian_models_match_their_exact_posterior(name):
+    """z | x for 12 iris rows (24 latent dimensions) with the parameters at their PCA
+    start: the exact posterior is Gaussian (``posterior``), and its dimensions come in
+    correlated pairs."""
+    ds = ppl_gen.load_dataset("iris", dtype=torch.float64)
+    x = ds["x"][:12]
+    model = ppl_gen.MODELS[name].from_dataset(ds).double()
+    model.initialize(x)
+    mean, cov = model.posterior(x)
+    result = ppl_gen.fit(model, {"x": x}, engine="chees", num_chains=16, num_warmup=300,
+                         num_samples=300, seed=0, device="cpu")
+    draws = result.samples["z"].reshape(16, 300, -1).numpy()
+    variances = cov.diagonal().expand(12, -1).reshape(-1).detach().numpy()
+    _check_gaussian(draws, mean.reshape(-1).detach().numpy(), variances, name)
+
+
 def test_agrees_with_pyro_nuts_on_logistic_regression():
     ds = ppl_gen.load_dataset("breast_cancer", dtype=torch.float64)
     data = {"x": ds["x"][:, :3], "y": ds["y"]}
@@ -164,12 +181,41 @@ def test_model_that_mixes_chains_is_refused_naming_the_site():
                     num_warmup=5, num_samples=5, device="cpu")
 
 
-def test_enumerated_discrete_sites_are_refused():
-    ds = ppl_gen.load_dataset("gaussian_mixture")
-    model = ppl_gen.MODELS["bayesian_gmm"].from_dataset(ds)
-    with pytest.raises(ValueError, match="enumeration.*engine='nuts'"):
-        ppl_gen.fit(model, ds, engine="chees", num_chains=2, num_warmup=2, num_samples=2,
-                    device="cpu")
+def test_enumerated_assignments_are_summed_out_and_agree_with_pyro_nuts():
+    """The Bayesian GMM's assignments z are enumerated: the batched potential sums them out
+    per chain (checked against Pyro's own potential), and the draws agree with Pyro's NUTS
+    on label-invariant summaries (components sorted by their first coordinate)."""
+    from pyro.infer.mcmc.util import initialize_model
+
+    from ppl_gen.inference import make_problem
+    from ppl_gen.inference.batched import BatchedPotential
+
+    ds = ppl_gen.load_dataset("gaussian_mixture", dtype=torch.float64, num_data=150)
+    model = ppl_gen.MODELS["bayesian_gmm"].from_dataset(ds).double()
+    problem = make_problem(model, ds, device="cpu")
+    potential = BatchedPotential(problem)
+    q = potential.initial(4, torch.Generator().manual_seed(0)).double()
+    with pyro.validation_enabled(False):
+        _, pyro_potential, _, _ = initialize_model(problem.model, model_kwargs=problem.data,
+                                                   max_plate_nesting=potential.nesting)
+        for c, value in enumerate(potential(q)):
+            parts = {k: v[0] for k, v in potential.unpack(q[c:c + 1]).items()}
+            torch.testing.assert_close(value, pyro_potential(parts))
+
+    def sorted_locs(result):
+        locs = result.samples["locs"]  # (C, S, K, D)
+        order = locs[..., 0].argsort(-1)
+        return torch.gather(locs, -2, order.unsqueeze(-1).expand_as(locs)).flatten(-2).numpy()
+
+    chees = ppl_gen.fit(model, ds, engine="chees", num_chains=16, num_warmup=300,
+                        num_samples=200, seed=0, device="cpu")
+    nuts = ppl_gen.fit(model, ds, engine="nuts", num_chains=2, num_warmup=200,
+                       num_samples=300, seed=0, device="cpu", jit_compile=True)
+    a, b = sorted_locs(chees), sorted_locs(nuts)
+    for j in range(a.shape[-1]):
+        error = math.hypot(mcse(a[..., j]), mcse(b[..., j]))
+        assert_within_mcse(float(a[..., j].mean()), float(b[..., j].mean()), error,
+                           label=f"sorted locs[{j}]")
 
 
 def test_stan_warmup_windows():
