@@ -119,15 +119,16 @@ def speed(args: argparse.Namespace) -> None:
     print(f"## Pyro SVI (ppl_gen) vs a hand-written PyTorch VAE loop\n\n784-400-{LATENT} MLP "
           f"VAE, Bernoulli decoder, batch {BATCH}, Adam 1e-3, {args.steps} steps per run, "
           f"{args.repeats} repeats in rotating order after a warm-up. ppl_gen three ways: "
-          "the default (Pyro's handlers every step), compile='fx' (the step traced once "
-          "into ATen ops and replayed) and compile='inductor' (that graph compiled); the "
+          "compile=False (Pyro's handlers every step), compile='fx' (the default 'auto': "
+          "the step traced once into ATen ops and replayed) and compile='inductor' (that "
+          "graph compiled); the "
           "one-time trace/compile is subtracted from the compiled runs' time and shown "
           "apart. Ratios are medians of per-repeat ratios.\n")
-    print("| loss | ppl_gen ms/step | compile='fx' | compile='inductor' | plain Pyro SVI | "
-          "by hand (default Adam) | by hand (fused Adam) | ppl_gen / hand (fused) | fx / "
-          "hand (fused) | inductor / hand (fused) | ppl_gen / hand (default Adam) | plain "
-          "Pyro / hand | trace + compile (s) fx, inductor | max rel. loss difference, "
-          "first 20 steps |")
+    print("| loss | ppl_gen compile=False ms/step | compile='fx' (default) | "
+          "compile='inductor' | plain Pyro SVI | by hand (default Adam) | by hand (fused "
+          "Adam) | False / hand (fused) | fx / hand (fused) | inductor / hand (fused) | "
+          "False / hand (default Adam) | plain Pyro / hand | trace + compile (s) fx, "
+          "inductor | max rel. loss difference, first 20 steps |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     fitters = [("ppl_gen", by_ppl_gen, True), ("fx", by_ppl_gen_fx, True),
                ("inductor", by_ppl_gen_inductor, True), ("pyro", by_plain_pyro, False),

@@ -72,12 +72,16 @@ class SVIConfig:
             uses the model's ``default_batch_size`` (100 for the image models, whose
             activations grow with the batch; the full data for the statistical models).
         clip_norm: Gradient-norm clip for ``clipped_adam``.
-        compile: Trace the loss-and-gradient step once and replay it (``"fx"``: the ATen
-            graph, the same random numbers and values as eager steps) or compile it with
-            Inductor (``"auto"``/``"inductor"``, the same draws, float-rounding
-            differences); ``False`` (default) runs Pyro's handlers each step. For zoo
-            models with ``loss`` ``"trace"``/``"meanfield"``; the trace freezes Python
-            values (shapes, batch size, ``beta``). See :mod:`ppl_gen.inference.compiled`.
+        compile: ``"auto"`` (default): for zoo models trained with ``loss`` ``"trace"`` or
+            ``"meanfield"``, the loss-and-gradient step is traced once (step 2) into ATen
+            ops and replayed without Pyro's handlers — bit-identical losses to eager steps
+            (the same random draws), checked when traced, ~15% less time per step on a
+            VAE; anything untraceable runs eagerly, with the reason in
+            ``info["compile_reason"]``. ``"fx"`` insists on the trace (raises if it
+            fails); ``"inductor"`` also compiles the graph (another ~12%, float-rounding
+            differences, seconds of compile); ``False`` runs Pyro every step. The trace
+            freezes Python values read by the model (shapes, batch size, ``beta``): change
+            them only between fits. See :mod:`ppl_gen.inference.compiled`.
         num_threads: torch intra-op threads during the fit (``None`` keeps torch's setting).
         progress_bar: Show a tqdm bar.
         log_every: Record the loss every this many steps (1 records all).
@@ -96,7 +100,7 @@ class SVIConfig:
     init_scale: float = 0.1
     batch_size: int | str | None = "auto"
     clip_norm: float = 10.0
-    compile: bool | str = False
+    compile: bool | str = "auto"
     num_threads: int | None = None
     progress_bar: bool = False
     log_every: int = 1

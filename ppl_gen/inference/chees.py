@@ -5,13 +5,18 @@ NUTS builds a different tree for every chain, which serialises chains; ChEES-HMC
 chains share one trajectory length T, jittered every iteration (t = u·T, u ~ U(0, 1)), and T
 is adapted during warmup by gradient ascent on the ChEES criterion — the change in squared
 distance from the chains' mean between the start and the end of a trajectory, estimated
-across chains. Each chain keeps its own step size (dual averaging, Hoffman & Gelman 2014)
-and its own diagonal mass matrix (Stan's windowed adaptation); chains whose trajectory is
-shorter are masked once they finish. After warmup every chain runs a fixed, reversible HMC
-kernel with a Metropolis correction, so the draws are exact whatever the adaptation did.
+across chains. Each chain keeps its own step size (dual averaging, Hoffman & Gelman 2014);
+the mass matrix follows Stan's windowed schedule but is estimated from all chains' window
+draws and shared (diagonal by default, ``mass_matrix="dense"``; ``pool_mass_matrix=False``
+gives each chain its own diagonal, as Stan does). Chains whose trajectory is shorter are
+masked once they finish. After warmup every chain runs a fixed, reversible HMC kernel with
+a Metropolis correction, so the draws are exact whatever the adaptation did.
 
-The whole state lives on the model's device; the leapfrog loop has no host syncs except the
-one that reads the longest trajectory's step count per iteration.
+The leapfrog step (the model's potential and gradient for all chains, the position and
+momentum updates, the masks) is traced once and compiled (:mod:`.compiled`), falling back
+to eager Pyro with the reason in ``info["compile_reason"]``. The whole state lives on the
+model's device; the leapfrog loop has no host syncs except the one that reads the longest
+trajectory's step count per iteration.
 
 References:
     Hoffman, Radul & Sountsov (2021), "An adaptive-MCMC scheme for setting trajectory
@@ -306,6 +311,7 @@ def step(state: ChEESState, config: ChEESConfig | None = None) -> tuple[ChEESSta
                            iteration=state.iteration + 1)
     extras = {"diverging": new["diverging"], "accept_prob": new["accept_prob"],
               "step_size": state.step_size, "num_steps": new["num_steps"],
+              "trajectory_length": new["proposal"]["length"].expand_as(state.step_size),
               "potential_energy": new["energy"]}
     return moved, StepInfo(float(new["energy"].mean()), extras)
 

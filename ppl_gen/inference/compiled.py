@@ -99,7 +99,8 @@ def normalize_backend(backend: str | bool) -> str:
 
 def compile_function(fn: Callable[..., Any], example_args: Sequence[Tensor], *,
                      backend: str | bool = "auto", name: str = "function",
-                     check: bool = True, random: bool = False) -> CompiledFunction:
+                     check: bool = True, random: bool = False,
+                     fallback: bool | None = None) -> CompiledFunction:
     """Trace ``fn`` on ``example_args`` and compile it; fall back to eager when that fails.
 
     Arguments:
@@ -111,6 +112,8 @@ def compile_function(fn: Callable[..., Any], example_args: Sequence[Tensor], *,
             ``"fx"``, ``"eager"``; ``True``/``False`` mean ``"auto"``/``"eager"``.
         name: What the function is, for messages.
         check: Compare the compiled outputs with eager ones on ``example_args``.
+        fallback: Fall back (to the traced graph, then eager) instead of raising when the
+            backend fails; default: only for ``"auto"``.
         random: ``fn`` draws random numbers (torch's global generators). Then every call
             made here (eager reference, trace, checks) starts from the same generator
             state, so the outputs are comparable, and the global state is left as it was:
@@ -123,18 +126,20 @@ def compile_function(fn: Callable[..., Any], example_args: Sequence[Tensor], *,
             why and suggests ``compile="auto"`` or ``False``.
     """
     backend = normalize_backend(backend)
+    if fallback is None:
+        fallback = backend == "auto"
     start = time.perf_counter()
     if backend == "eager":
         return CompiledFunction(fn, "eager", None, 0.0)
     with _same_random_numbers(random, example_args) as call:
-        reference = call(fn) if check else None
         try:
+            reference = call(fn) if check else None
             graph = call(lambda *args: _trace(fn, args))
             if check:
                 _compare(call(graph), reference, "the traced graph")
         except Exception as error:  # noqa: BLE001 - every failure is a reason to fall back
             reason = f"tracing {name} failed: {_describe(error)}"
-            return _fallback(fn, backend, reason, start)
+            return _fallback(fn, fallback, reason, start)
         if backend == "fx":
             return CompiledFunction(graph, "fx", None, time.perf_counter() - start)
         try:
@@ -144,7 +149,7 @@ def compile_function(fn: Callable[..., Any], example_args: Sequence[Tensor], *,
                 _compare(output, reference, "the Inductor-compiled function")
         except Exception as error:  # noqa: BLE001
             reason = f"compiling {name} with Inductor failed: {_describe(error)}"
-            if backend == "inductor":
+            if not fallback:
                 raise CompileError(reason + "; use compile='auto' (falls back) or "
                                             "compile=False") from error
             return CompiledFunction(graph, "fx", reason, time.perf_counter() - start)
@@ -174,9 +179,9 @@ def _same_random_numbers(random: bool, example_args: Sequence[Tensor]
         yield call
 
 
-def _fallback(fn: Callable[..., Any], backend: str, reason: str,
+def _fallback(fn: Callable[..., Any], fallback: bool, reason: str,
               start: float) -> CompiledFunction:
-    if backend != "auto":
+    if not fallback:
         raise CompileError(reason + "; guard Python checks on data with "
                                     "ppl_gen.inference.tracing(), or use compile=False")
     return CompiledFunction(fn, "eager", reason, time.perf_counter() - start)

@@ -57,7 +57,7 @@ class _SVI(SVI):
     validation off. On a tiny VAE, where a step is all overhead, this took Pyro's 1.64 ms
     per step to 1.13 ms; docs/benchmarks.md has the full-size figures.
 
-    With ``compile`` (the config's ``compile``, not the default) the fast path goes one
+    With ``compile`` (the config's ``compile``, ``"fx"`` by default) the fast path goes one
     step further: on the second step the whole loss-and-gradient computation — model,
     guide, Pyro's handlers, the ELBO and its backward — is traced once into ATen ops
     (:mod:`ppl_gen.inference.compiled`) and later steps replay that graph (or its
@@ -128,15 +128,25 @@ class _SVI(SVI):
             return (loss.detach(), *(torch.zeros_like(p) if g is None else g.detach()
                                      for p, g in zip(params, grads)))
 
+        reason = None
         if not hasattr(elbo, "lean_loss"):
             reason = (f"loss {type(elbo).__name__} cannot be traced; use loss='trace' or "
                       "'meanfield'")
+        elif elbo.num_particles != 1:
+            reason = (f"{elbo.num_particles} particles cannot be traced (Pyro's multi-"
+                      "particle path); use num_particles=1")
+        if reason is not None:
             if self.compile in ("fx", "inductor"):
                 raise CompileError(reason + ", or compile=False")
             self.compiled = CompiledFunction(loss_and_grads, "eager", reason, 0.0)
         else:
-            self.compiled = compile_function(loss_and_grads, (), backend=self.compile,
-                                             name="the SVI step", random=True)
+            # SVI's "auto": the traced graph (bit-identical steps, no compile wait), falling
+            # back to eager; "fx"/"inductor" insist.
+            auto = self.compile in ("auto", True)
+            self.compiled = compile_function(loss_and_grads, (),
+                                             backend="fx" if auto else self.compile,
+                                             name="the SVI step", random=True,
+                                             fallback=auto)
         self._compiled_key = key
         return self.compiled
 

@@ -161,6 +161,21 @@ def test_agrees_with_pyro_nuts_on_logistic_regression():
                                label=f"{name}[{j}]")
 
 
+def test_centered_eight_schools_reports_its_divergences():
+    """The centered parameterisation's funnel defeats any fixed-step HMC; the engine must
+    say so per chain and per draw, as Pyro's NUTS does (tests/inference/test_mcmc.py)."""
+    ds = ppl_gen.load_dataset("eight_schools")
+    model = ppl_gen.MODELS["eight_schools_centered"].from_dataset(ds)
+    result = ppl_gen.fit(model, ds, engine="chees", num_chains=16, num_warmup=300,
+                         num_samples=300, seed=0, device="cpu")
+    diverging = result.sample_stats["diverging"]
+    assert result.info["num_divergences"] == int(diverging.sum()) > 0
+    assert result.info["divergences_per_chain"] == diverging.sum(1).tolist()
+    lengths = result.sample_stats["trajectory_length"]
+    assert lengths.shape == (16, 300) and np.all(lengths == lengths[:1])  # shared T, jittered
+    assert np.all(lengths <= result.info["trajectory_length"] + 1e-6)
+
+
 def test_same_seed_same_draws_and_chains_differ():
     ds = ppl_gen.load_dataset("eight_schools")
     model = ppl_gen.MODELS["eight_schools"].from_dataset(ds)
