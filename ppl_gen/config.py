@@ -279,6 +279,9 @@ class ChEESConfig:
             (16 chains x 400 draws, seeds 1-3).
         step_size: Initial step size of every chain.
         init_trajectory_length: Initial T (adapted during warmup).
+        adapt_trajectory_length: Adapt T by the ChEES criterion (True), or keep
+            ``init_trajectory_length`` throughout: batched HMC with a fixed, jittered
+            trajectory length and adapted step sizes and mass matrix.
         trajectory_learning_rate: Adam's step for log T.
         max_leapfrog_steps: Cap on leapfrog steps per iteration (bounds T / step size).
         max_energy_error: An energy error above this counts as a divergence.
@@ -304,6 +307,7 @@ class ChEESConfig:
     target_accept_prob: float = 0.8
     step_size: float = 0.1
     init_trajectory_length: float = 0.1
+    adapt_trajectory_length: bool = True
     trajectory_learning_rate: float = 0.025
     max_leapfrog_steps: int = 1000
     max_energy_error: float = 1000.0

@@ -241,11 +241,14 @@ def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
     adam["m"] = beta1 * adam["m"] + (1 - beta1) * gradient
     adam["v"] = beta2 * adam["v"] + (1 - beta2) * gradient ** 2
     v_hat = adam["v"] / (1 - beta2 ** adam["t"])
-    log_t = state.log_trajectory + config.trajectory_learning_rate * adam["m"] / (
-        v_hat.sqrt() + 1e-8)
-    # Keep T within what the step sizes can reach.
-    max_length = (step_size.max() * config.max_leapfrog_steps).log()
-    log_t = torch.minimum(log_t, max_length)
+    if config.adapt_trajectory_length:
+        log_t = state.log_trajectory + config.trajectory_learning_rate * adam["m"] / (
+            v_hat.sqrt() + 1e-8)
+        # Keep T within what the step sizes can reach.
+        max_length = (step_size.max() * config.max_leapfrog_steps).log()
+        log_t = torch.minimum(log_t, max_length)
+    else:  # plain (jittered) HMC: T stays where the user put it
+        log_t = state.log_trajectory
     # Windowed mass matrix (Stan's schedule), from every chain's draws or each chain's own.
     window = dict(state.window)
     inv_mass, factor = state.inv_mass, state.momentum_factor

@@ -161,6 +161,20 @@ def test_agrees_with_pyro_nuts_on_logistic_regression():
                                label=f"{name}[{j}]")
 
 
+def test_fixed_trajectory_hmc_on_a_conjugate_model():
+    """adapt_trajectory_length=False: batched HMC with T fixed (jittered), still exact."""
+    from tests.conftest import normal_normal
+
+    y = torch.tensor([0.8, 1.3, 0.4, 1.9, 1.1])
+    result = ppl_gen.fit(normal_normal, {"y": y}, engine="chees", num_chains=8,
+                         num_warmup=200, num_samples=300, seed=0, device="cpu",
+                         adapt_trajectory_length=False, init_trajectory_length=1.5)
+    assert result.info["trajectory_length"] == pytest.approx(1.5)
+    draws = result.samples["mu"].numpy()
+    assert_within_mcse(draws.mean(), float(y.sum() / 6), mcse(draws), label="mu")
+    assert abs(draws.var() * 6 - 1) < 4 * math.sqrt(2 / ess(draws)) + 0.02
+
+
 def test_centered_eight_schools_reports_its_divergences():
     """The centered parameterisation's funnel defeats any fixed-step HMC; the engine must
     say so per chain and per draw, as Pyro's NUTS does (tests/inference/test_mcmc.py)."""
