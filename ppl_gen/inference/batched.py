@@ -10,11 +10,13 @@ Pyro's own HMC does.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.ops.contract import contract_to_tensor
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 from torch.distributions import biject_to
@@ -158,10 +160,6 @@ def _contract_to_chains(trace: Any, num_chains: int) -> Tensor:
     """log p(x, continuous latents) per chain, the enumerated sites summed out: the packed
     log-factors grouped by plate (Pyro's TraceEinsumEvaluator), contracted down to the
     chain plate instead of to a scalar."""
-    from collections import OrderedDict
-
-    from pyro.ops.contract import contract_to_tensor
-
     trace.compute_log_prob()
     trace.pack_tensors()
     factors: OrderedDict = OrderedDict()

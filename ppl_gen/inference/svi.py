@@ -57,7 +57,8 @@ class _SVI(SVI):
     validation off. On a tiny VAE, where a step is all overhead, this took Pyro's 1.64 ms
     per step to 1.13 ms; docs/benchmarks.md has the full-size figures.
 
-    With ``compile`` (the config's ``compile``, ``"fx"`` by default) the fast path goes one
+    With ``compile`` (the config's ``compile``; by default ``"auto"``, the traced graph)
+    the fast path goes one
     step further: on the second step the whole loss-and-gradient computation — model,
     guide, Pyro's handlers, the ELBO and its backward — is traced once into ATen ops
     (:mod:`ppl_gen.inference.compiled`) and later steps replay that graph (or its
@@ -81,6 +82,7 @@ class _SVI(SVI):
         self.compile = compile
         self.compiled: CompiledFunction | None = None
         self._compiled_key: tuple | None = None
+        self._traces = 0
         # Only a zoo model guarantees that no parameter appears after the first step.
         self.module = module if _is_generative_model(module) else None
         if self.module is not None:  # the module may have changed since a previous fit
@@ -111,6 +113,13 @@ class _SVI(SVI):
         key = (tuple(id(a) for a in args),
                tuple((k, id(v) if torch.is_tensor(v) else v) for k, v in sorted(kwargs.items())))
         if self.compiled is not None and key == self._compiled_key:
+            return self.compiled
+        self._traces += 1
+        if self._traces > 3:  # new data objects every step: tracing would cost, not save
+            self.compiled = CompiledFunction(self.compiled.fn if self.compiled else None,
+                                             "eager", "the step's data changed on every "
+                                             "step; traced 3 times, then ran eagerly", 0.0)
+            self._compiled_key = key
             return self.compiled
         elbo = getattr(self.loss_and_grads, "__self__", None)
         params, module = list(self.params), self.module

@@ -72,3 +72,23 @@ def test_user_guide_is_not_traced():
 def test_bad_compile_setting():
     with pytest.raises(ValueError, match="compile must be"):
         ppl_gen.SVIConfig(compile="yes")
+
+
+def test_new_data_objects_every_step_stop_the_retracing(digits):
+    """Each new set of data tensors needs a new trace; after three the step runs eagerly
+    rather than paying a trace per step."""
+    from ppl_gen.config import SVIConfig
+    from ppl_gen.inference import make_problem, svi
+    from ppl_gen.inference.base import param_scope
+
+    model = VAE(64, latent_dim=4, hidden_dims=(32,))
+    problem = make_problem(model, digits, device="cpu")
+    state = svi.init(problem, SVIConfig(num_steps=8, batch_size=None))
+    backends = []
+    with param_scope(state.param_state):
+        for _ in range(7):
+            state.svi.step(x=digits["x"][:50].clone())  # a new tensor every step
+            compiled = state.svi.compiled
+            backends.append(compiled.backend if compiled else None)
+    assert backends[:4] == [None, "fx", "fx", "fx"]  # step 1 gathers the parameters
+    assert backends[4:] == ["eager"] * 3 and "changed on every step" in compiled.reason
