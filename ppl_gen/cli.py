@@ -166,6 +166,8 @@ def _print_summary(summary: dict[str, Any], limit: int = 12) -> None:
             print(f"... {len(params) - limit} more in summary.json")
     if "divergences" in summary:
         print(f"divergences: {summary['divergences']}")
+    for message in summary.get("warnings", []):
+        print(f"WARNING: {message}")
     if summary.get("engine") == "em":
         print(f"log-likelihood per datum: {summary['log_likelihood'][-1]:.6g} after "
               f"{summary['info']['num_iterations']} iterations")

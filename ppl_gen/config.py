@@ -283,11 +283,19 @@ class ChEESConfig:
             ``init_trajectory_length`` throughout: batched HMC with a fixed, jittered
             trajectory length and adapted step sizes and mass matrix.
         trajectory_learning_rate: Adam's step for log T.
+        trajectory_criterion: What T maximises: ``"chees_rate"`` (the default: the ChEES
+            criterion per unit trajectory length, TFP's ``chees_rate_criterion``; the cost of
+            a trajectory grows with T, so this is the criterion per gradient) or ``"chees"``
+            (the criterion itself, Hoffman et al. 2021; nearly flat past the first U-turn,
+            so T can drift long).
         max_leapfrog_steps: Cap on leapfrog steps per iteration (bounds T / step size).
         max_energy_error: An energy error above this counts as a divergence.
         adapt_mass_matrix: Adapt the mass matrix in Stan's windows (False: identity).
-        mass_matrix: ``"diagonal"`` or ``"dense"`` (one D x D matrix shared by all chains,
-            estimated from all chains' draws; for strongly correlated posteriors).
+        mass_matrix: ``"auto"`` (the default: up to 64 dimensions, each warmup window
+            chooses between the diagonal and the dense estimate from the correlation of its
+            draws, dense where the posterior is strongly correlated; diagonal above 64),
+            ``"diagonal"`` or ``"dense"`` (one D x D matrix shared by all chains, estimated
+            from all chains' draws). ``result.info["mass_matrix"]`` says which was used.
         pool_mass_matrix: Estimate the diagonal from all chains' window draws and share it
             (the default: C times the draws, robust to a chain stuck during a window); False
             gives each chain its own, as C separate Stan runs would.
@@ -309,10 +317,11 @@ class ChEESConfig:
     init_trajectory_length: float = 0.1
     adapt_trajectory_length: bool = True
     trajectory_learning_rate: float = 0.025
+    trajectory_criterion: str = "chees_rate"
     max_leapfrog_steps: int = 1000
     max_energy_error: float = 1000.0
     adapt_mass_matrix: bool = True
-    mass_matrix: str = "diagonal"
+    mass_matrix: str = "auto"
     pool_mass_matrix: bool = True
     compile: bool | str = "auto"
     num_threads: int | None = 1
@@ -322,8 +331,8 @@ class ChEESConfig:
         _positive_int("num_warmup", self.num_warmup, minimum=0)
         _positive_int("num_samples", self.num_samples)
         _positive_int("num_chains", self.num_chains, minimum=2)
-        if self.mass_matrix not in ("diagonal", "dense"):
-            raise ValueError(f"mass_matrix must be 'diagonal' or 'dense', got "
+        if self.mass_matrix not in ("auto", "diagonal", "dense"):
+            raise ValueError(f"mass_matrix must be 'auto', 'diagonal' or 'dense', got "
                              f"{self.mass_matrix!r}")
         _check_compile(self.compile)
         if not 0 < self.target_accept_prob < 1:
@@ -332,6 +341,9 @@ class ChEESConfig:
         _positive_float("step_size", self.step_size)
         _positive_float("init_trajectory_length", self.init_trajectory_length)
         _positive_float("trajectory_learning_rate", self.trajectory_learning_rate)
+        if self.trajectory_criterion not in ("chees_rate", "chees"):
+            raise ValueError(f"trajectory_criterion must be 'chees_rate' or 'chees', got "
+                             f"{self.trajectory_criterion!r}")
         _positive_int("max_leapfrog_steps", self.max_leapfrog_steps)
         _positive_float("max_energy_error", self.max_energy_error)
         if self.num_threads is not None:

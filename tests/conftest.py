@@ -33,6 +33,21 @@ def assert_within_mcse(estimate: float, truth: float, mcse: float, *, k: float =
         f">= {k} x MCSE {mcse:.4f}")
 
 
+def assert_variance_within_mcse(draws: np.ndarray, truth: float, *, mean: float | None = None,
+                                k: float = 4.0, label: str = "") -> None:
+    """The variance of draws (chain, draw) within k Monte Carlo standard errors of the
+    truth, the error computed from the ESS of the centred squares — not of the draws: HMC's
+    antithetic draws make the mean super-efficient (ESS above the number of draws) while the
+    squares mix far more slowly, so the mean's ESS understates a variance's error."""
+    from ppl_gen.diagnostics import mcse
+
+    draws = np.asarray(draws, dtype=float)
+    centre = draws.mean() if mean is None else mean
+    squares = (draws - centre) ** 2
+    estimate = float(squares.mean())
+    assert_within_mcse(estimate, truth, mcse(squares), k=k, label=f"{label} variance")
+
+
 def normal_normal(y):
     """A plain Pyro user model with a known posterior: mu ~ N(0, 1), y_i ~ N(mu, 1), so
     mu | y ~ N(sum(y) / (n + 1), 1 / (n + 1))."""

@@ -10,6 +10,7 @@ importance sampling to correct it, 0.5-0.7 is usable, > 0.7 means q is unreliabl
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from scipy.stats import wasserstein_distance
 
 from ..inference.base import FitResult, enumerated_sites, max_plate_nesting, param_scope
 from ..inference.predictive import draw_from_guide, evaluate_draws
+from .checks import ReliabilityWarning
 from .convert import mcse, psis_khat
 from .summary import MAX_SUMMARY_SIZE
 
@@ -147,6 +149,10 @@ def compare_posteriors(vi: FitResult | Mapping[str, FitResult], mcmc: FitResult,
     if mcmc.samples is None:
         raise ValueError(f"the second argument must be an MCMC result (engine 'nuts' or "
                          f"'hmc'), got engine {mcmc.engine!r}")
+    if mcmc.warnings:  # the reference itself failed a check: say so before comparing
+        warnings.warn("the MCMC reference failed its convergence checks, so differences "
+                      "from it may be the sampler's, not the approximation's:\n  - "
+                      + "\n  - ".join(mcmc.warnings), ReliabilityWarning, stacklevel=2)
     approximations = dict(vi) if isinstance(vi, Mapping) else {"vi": vi}
     for name, result in approximations.items():
         if result.engine != "svi" or result.guide is None:

@@ -51,9 +51,10 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
     if idata is None:
         idata = to_inference_data(result, num_samples=num_samples, seed=seed,
                                   posterior_predictive=False)
+    info = {k: v for k, v in result.info.items() if k != "diagnostics"}
     out: dict[str, Any] = {"model": result.problem.name, "engine": result.engine,
                            "seed": result.seed, "config": config_to_dict(result.config),
-                           "info": result.info}
+                           "info": info}
     parameters: dict[str, dict[str, Any]] = {}
     skipped = []
     if "posterior" in idata.groups():
@@ -82,14 +83,22 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
     if skipped:
         out["not_summarised"] = {"sites": skipped, "reason": f"more than {MAX_SUMMARY_SIZE} "
                                  "elements per draw (local latents); see posterior.nc"}
-    if result.engine in ("nuts", "hmc"):
+    if result.kind == "sampler":  # every sampler: NUTS, HMC, ChEES
         stats = result.sample_stats or {}
-        out["divergences"] = int(np.sum(stats.get("diverging", 0)))
-        out["divergences_per_chain"] = np.sum(stats["diverging"], axis=1).tolist()
+        if "diverging" in stats:
+            out["divergences"] = int(np.sum(stats["diverging"]))
+            out["divergences_per_chain"] = np.sum(stats["diverging"], axis=1).tolist()
         rhats = [p.get("r_hat") for p in parameters.values() if p.get("r_hat") is not None]
         out["max_r_hat"] = max(rhats) if rhats else None
         ess = [p.get("ess_bulk") for p in parameters.values() if p.get("ess_bulk") is not None]
         out["min_ess_bulk"] = min(ess) if ess else None
+        checked = result.info.get("diagnostics", {})
+        for key in ("min_ess_tail", "max_nested_r_hat", "e_bfmi_per_chain"):
+            if key in checked:
+                out[key] = checked[key]
+    out["kind"] = result.kind
+    # plain sentences, one per failed check (empty: every check passed)
+    out["warnings"] = list(result.warnings)
     if result.engine == "svi":
         out["elbo"] = result.history["elbo"]
     if result.engine == "em":

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,7 +21,8 @@ from . import adversarial, chees, em, mcmc, svi
 from .base import Engine, FitResult, Problem, StepInfo, make_problem, resolve_device
 from .predictive import DrawEvaluation, draw_from_guide, evaluate_draws
 
-__all__ = ["ENGINES", "fit", "make_problem", "Engine", "FitResult", "Problem", "StepInfo",
+__all__ = ["ENGINES", "fit", "check_result", "make_problem", "Engine", "FitResult", "Problem",
+           "StepInfo",
            "resolve_device", "evaluate_draws", "draw_from_guide", "DrawEvaluation"]
 
 ENGINES: Registry[Engine] = Registry("engine")
@@ -79,4 +82,22 @@ def fit(model: GenerativeModel | Callable[..., Any],
     if guide is not None and engine != "svi":
         raise ValueError(f"a guide is only used by engine 'svi', not {engine!r}")
     problem = make_problem(model, data, guide=guide, device=device)
-    return runner.run(problem, config, seed)
+    return check_result(runner.run(problem, config, seed))
+
+
+def check_result(result: FitResult, *, warn: bool = True) -> FitResult:
+    """Attach the convergence diagnostics of a sampler's result (``info["diagnostics"]``,
+    ``warnings``) and issue a :class:`ReliabilityWarning` when any check fails; other
+    results pass through unchanged. ``fit`` calls it on every result."""
+    if result.samples is None:
+        return result
+    from ..diagnostics.checks import ReliabilityWarning, check_draws
+
+    diagnostics, messages = check_draws(result.samples, result.sample_stats,
+                                        engine=result.engine)
+    result = dataclasses.replace(result, info={**result.info, "diagnostics": diagnostics},
+                                 warnings=tuple(messages))
+    if warn and messages:
+        warnings.warn(f"{result.engine} on {result.problem.name!r} may be unreliable:\n  - "
+                      + "\n  - ".join(messages), ReliabilityWarning, stacklevel=3)
+    return result

@@ -19,7 +19,10 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import ImproperUniform
+from pyro.poutine.messenger import Messenger
 from torch import Tensor
+from torch.distributions import biject_to
 
 from ..data.base import Dataset, as_tensor_dict
 from ..models.base import GenerativeModel
@@ -85,6 +88,32 @@ def param_scope(state: dict | None) -> Iterator[dict]:
         yield scoped
 
 
+class _ImproperStart(Messenger):
+    """Give latent sites whose distribution cannot be sampled (``ImproperUniform``, Stan's
+    flat priors) a value in their support — the image of 0 in unconstrained space — so a
+    model with improper priors can be traced for its structure. No random numbers drawn.
+    The value takes ``dtype``, the widest float dtype of the data."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype = dtype
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["is_observed"] or msg["value"] is not None:
+            return
+        fn = msg["fn"]
+        base = fn
+        while hasattr(base, "base_dist"):  # Independent / Expanded / Masked wrappers
+            base = base.base_dist
+        if isinstance(base, ImproperUniform):
+            shape = fn.batch_shape + fn.event_shape
+            transform = biject_to(fn.support)
+            size = transform.inverse_shape(shape) if hasattr(transform, "inverse_shape") \
+                else shape
+            unconstrained = torch.zeros(size, dtype=self.dtype)
+            msg["value"] = transform(unconstrained)
+
+
 class StepInfo(NamedTuple):
     """What one engine step reports.
 
@@ -124,7 +153,11 @@ class Problem:
 
     def trace(self, **overrides: Any) -> poutine.Trace:
         """One prior trace of the model on all the data (observed sites fixed to it)."""
-        with poutine.block(), torch.no_grad():
+        floats = [v.dtype for v in self.data.values()
+                  if torch.is_tensor(v) and v.is_floating_point()]
+        dtype = functools.reduce(torch.promote_types, floats, torch.get_default_dtype()) \
+            if floats else torch.get_default_dtype()
+        with poutine.block(), torch.no_grad(), _ImproperStart(dtype):
             return poutine.trace(self.model).get_trace(**{**self.data, **overrides})
 
     @functools.cached_property
@@ -275,7 +308,11 @@ class FitResult:
         guide: The fitted guide (SVI), or ``None``.
         param_state: Private Pyro param-store state of the fit (for user models with
             ``pyro.param``; zoo models keep their parameters in the module).
-        info: Wall time, convergence flag, iteration counts, divergences...
+        info: Wall time, convergence flag, iteration counts, divergences...; for samplers
+            ``info["diagnostics"]`` (R-hat, ESS, nested R-hat, E-BFMI per parameter/chain).
+        warnings: Plain sentences, one per failed diagnostic, each naming the parameter
+            and the fix; empty when every check passed. ``fit`` also issues them as a
+            :class:`~ppl_gen.diagnostics.checks.ReliabilityWarning`.
     """
 
     engine: str
@@ -288,6 +325,16 @@ class FitResult:
     guide: Callable[..., Any] | None = None
     param_state: dict | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """``"sampler"`` (draws: NUTS, HMC, ChEES), ``"optimiser"`` (SVI), ``"point"``
+        (EM) or ``"two-player"`` (adversarial) — what the result holds, so that code can
+        branch on it instead of on engine names."""
+        if self.samples is not None:
+            return "sampler"
+        return {"em": "point", "adversarial": "two-player"}.get(self.engine, "optimiser")
 
     @property
     def model(self) -> Any:

@@ -80,7 +80,14 @@ class BatchedPotential:
     def initial(self, num_chains: int, generator: torch.Generator, *, radius: float = 2.0,
                 dtype: torch.dtype | None = None) -> Tensor:
         """Stan's default start: uniform on (−radius, radius) in unconstrained space."""
-        dtype = dtype or self.reference.nodes[self.sites[0][0]]["value"].dtype
+        if dtype is None:  # the widest float among latent and observed values: a flat
+            # prior's placeholder value is in the default dtype, its data may be float64
+            dtype = self.reference.nodes[self.sites[0][0]]["value"].dtype
+            for site in self.reference.nodes.values():
+                value = site.get("value")
+                if site["type"] == "sample" and torch.is_tensor(value) \
+                        and value.is_floating_point():
+                    dtype = torch.promote_types(dtype, value.dtype)
         device = self.problem.device
         u = torch.rand(num_chains, self.dim, generator=generator, dtype=dtype,
                        device=generator.device)

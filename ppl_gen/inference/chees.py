@@ -63,6 +63,8 @@ class ChEESState(NamedTuple):
         generator: The torch generator all randomness comes from.
         leapfrog: One masked leapfrog step of every chain, traced and compiled once
             (see :mod:`ppl_gen.inference.compiled`), or the eager function.
+        metric: The kind of the current mass-matrix estimate: ``"diagonal"`` or ``"dense"``
+            (with ``mass_matrix="auto"`` chosen from each window's draws).
     """
 
     potential: BatchedPotential
@@ -79,6 +81,7 @@ class ChEESState(NamedTuple):
     iteration: int
     generator: torch.Generator
     leapfrog: CompiledFunction
+    metric: str = "diagonal"
 
 
 def warmup_windows(num_warmup: int) -> tuple[int, list[int]]:
@@ -123,7 +126,7 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> 
         raise FloatingPointError(f"model {problem.name!r} has a non-finite log-density at "
                                  "the initial points; check the priors' supports")
     step_size = torch.full_like(energy, config.step_size)
-    dense = config.mass_matrix == "dense"
+    dense = _dense_layout(config, q.shape[1])
     eye = torch.eye(q.shape[1], dtype=q.dtype, device=device)
     inv_mass = eye if dense else torch.ones_like(q)
     log_t = torch.log(torch.as_tensor(config.init_trajectory_length, dtype=q.dtype,
@@ -136,8 +139,10 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> 
         _leapfrog(potential, dense), (q, torch.zeros_like(q), grad, energy,
                                step_size.unsqueeze(-1), inv_mass, active),
         backend=config.compile, name=f"the potential of {problem.name!r}")
+    metric = "dense" if config.mass_matrix == "dense" else "diagonal"
     return ChEESState(potential, q, energy, grad, step_size, inv_mass, inv_mass.clone(),
-                      log_t, _dual_start(step_size), adam, window, 0, generator, leapfrog)
+                      log_t, _dual_start(step_size), adam, window, 0, generator, leapfrog,
+                      metric)
 
 
 def _empty_window(q: Tensor, dense: bool) -> dict[str, Any]:
@@ -184,7 +189,7 @@ def _transition(state: ChEESState, config: ChEESConfig) -> tuple[dict[str, Tenso
     longest = int(num_steps.max())  # the one host sync per iteration
     z = torch.randn(num_chains, dim, generator=gen, device=gen.device).to(q)
     factor = state.momentum_factor
-    dense = config.mass_matrix == "dense"
+    dense = _dense_layout(config, dim)
     p0 = z @ factor if dense else z * factor
     eps = state.step_size.unsqueeze(-1)
     position, momentum, energy, grad = q, p0, state.energy, state.grad
@@ -205,6 +210,8 @@ def _transition(state: ChEESState, config: ChEESConfig) -> tuple[dict[str, Tenso
         "energy": torch.where(accept, energy, state.energy),
         "grad": torch.where(accept.unsqueeze(-1), grad, state.grad),
         "accept_prob": accept_prob, "diverging": diverging, "num_steps": num_steps,
+        # the Hamiltonian at the kept point (Stan's energy__, for E-BFMI)
+        "hamiltonian": torch.where(accept, energy + kinetic1, state.energy + kinetic0),
         "proposal": proposal,
     }
     return new, accept
@@ -229,12 +236,33 @@ def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
     start, end = state.q, proposal["q"]
     centre_start, centre_end = start.mean(0), end.mean(0)
     change = ((end - centre_end) ** 2).sum(-1) - ((start - centre_start) ** 2).sum(-1)
-    velocity = _velocity(state.inv_mass, proposal["p"], config.mass_matrix == "dense")
-    per_chain = proposal["length"] * change * ((end - centre_end) * velocity).sum(-1)
+    velocity = _velocity(state.inv_mass, proposal["p"], _dense_layout(config, start.shape[1]))
+    # d/d log T of the end point is t·velocity with t the time actually integrated
+    # (steps x step size): with T below one step every chain integrates one whole step
+    # whatever u·T says, and using u·T there made the gradient blind to T (it stayed at
+    # its initial 0.1 on posteriors whose step size was 0.6).
+    integrated = new["num_steps"] * state.step_size
+    per_chain = integrated * change * ((end - centre_end) * velocity).sum(-1)
     weights = torch.where(torch.isfinite(per_chain), new["accept_prob"],
                           torch.zeros_like(per_chain))
+    if config.trajectory_criterion == "chees_rate":
+        # ChEES per unit of trajectory length (TFP's chees_rate_criterion): d log(C/T) /
+        # d log T = (dC/d log T) / C - 1, which has the sign of dC/d log T - C with
+        # C = E[change^2] / 4. The plain criterion is nearly flat past the first U-turn
+        # (on a standard Gaussian E_u C(uT) is D/2 (1 - sin 2T / 2T): within 20% of its
+        # peak for every T > 2), so its noisy gradient let T drift to 10x the useful
+        # length; per unit length the optimum is sharp (T ~ 1.6 there).
+        per_chain = per_chain - 0.25 * change ** 2
     per_chain = torch.nan_to_num(per_chain, nan=0.0, posinf=0.0, neginf=0.0)
     gradient = (weights * per_chain).sum() / weights.sum().clamp_min(1e-10)
+    # Make the gradient scale-free before Adam: it grows as (spread of the chains)^4, so
+    # while the chains travel in from distant starts it is ~1e8 times its value at
+    # stationarity, and Adam's second moment (beta2 = 0.95) then froze T for hundreds of
+    # iterations after the transient (seen on posteriordb's kidiq: T constant over 160
+    # iterations). Divide by the squared mean squared distance from the chains' centre.
+    spread = 0.5 * (((end - centre_end) ** 2).sum(-1) + ((start - centre_start) ** 2).sum(-1))
+    spread = torch.nan_to_num(spread, nan=0.0, posinf=0.0).mean()
+    gradient = gradient / (spread ** 2).clamp_min(torch.finfo(spread.dtype).tiny)
     adam = dict(state.adam)
     adam["t"] += 1
     beta1, beta2 = 0.0, 0.95  # the paper's Adam settings for log T
@@ -242,9 +270,16 @@ def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
     adam["v"] = beta2 * adam["v"] + (1 - beta2) * gradient ** 2
     v_hat = adam["v"] / (1 - beta2 ** adam["t"])
     if config.adapt_trajectory_length:
-        log_t = state.log_trajectory + config.trajectory_learning_rate * adam["m"] / (
-            v_hat.sqrt() + 1e-8)
-        # Keep T within what the step sizes can reach.
+        log_t = state.log_trajectory
+        # Below one step of the smallest step size T changes nothing (every chain runs one
+        # step), so its gradient says nothing about T there and T could sink for ever; when
+        # longer trajectories are better, start the ascent from one step instead.
+        floor = state.step_size.min().log()
+        log_t = torch.where((gradient > 0) & (log_t < floor), floor, log_t)
+        log_t = log_t + config.trajectory_learning_rate * adam["m"] / (v_hat.sqrt() + 1e-8)
+        # Keep T within what the step sizes can reach. (No lower clamp at the step size:
+        # after each mass-matrix window the dual averaging restarts at 10x the step size
+        # for a few iterations, and a clamp there threw T far past its optimum.)
         max_length = (step_size.max() * config.max_leapfrog_steps).log()
         log_t = torch.minimum(log_t, max_length)
     else:  # plain (jittered) HMC: T stays where the user put it
@@ -260,45 +295,97 @@ def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
         if "outer" in window:
             window["outer"] = window["outer"] + new["q"].T @ new["q"]
         if iteration in ends:
-            inv_mass, factor = _estimate_mass(window, config)
+            inv_mass, factor, metric = _estimate_mass(window, config)
             window = _empty_window(new["q"], "outer" in window)
             dual = _dual_start(step_size)
+            state = state._replace(metric=metric)
     return state._replace(step_size=step_size, inv_mass=inv_mass, momentum_factor=factor,
                           log_trajectory=log_t, dual=dual, adam=adam, window=window)
 
 
-def _estimate_mass(window: dict[str, Any], config: ChEESConfig) -> tuple[Tensor, Tensor]:
-    """Inverse mass matrix from a window's draws, regularised as Stan does:
-    (n / (n + 5)) Σ + 1e-3 (5 / (n + 5)) I, with n the number of draws used.
+#: ``mass_matrix="auto"`` keeps the metric as a D x D matrix up to this many dimensions (a
+#: dense product costs D^2 per chain and step: negligible next to a model's gradient there)
+#: and chooses, at every window, between the window's diagonal and dense estimates.
+AUTO_DENSE_MAX_DIM = 64
+#: ... dense once the window's correlation matrix is this ill-conditioned (HMC's step count
+#: grows as the square root of the condition number of the metric-scaled posterior, so this
+#: is the point where dense saves ~5x the gradients) and well above what sampling noise alone
+#: gives (see :func:`_choose_dense`).
+AUTO_DENSE_CONDITION = 30.0
+
+
+def _dense_layout(config: ChEESConfig, dim: int) -> bool:
+    """Whether the metric is held as a D x D matrix (dense, or auto in few dimensions)."""
+    if config.mass_matrix == "dense":
+        return True
+    return (config.mass_matrix == "auto" and config.pool_mass_matrix
+            and dim <= AUTO_DENSE_MAX_DIM)
+
+
+def _choose_dense(cov: Tensor, count: int) -> bool:
+    """Dense when the correlation matrix's condition number is both large (>= 30) and
+    three times what independent draws would give by chance: the Marchenko–Pastur edge
+    ((1 + √γ) / (1 − √γ))², γ = D / n_eff, with n_eff = count / 4 (warmup draws are
+    autocorrelated; 4 is a conservative factor). Too few draws (γ ≥ 0.5): diagonal."""
+    dim = cov.shape[0]
+    sd = cov.diagonal().clamp_min(torch.finfo(cov.dtype).tiny).sqrt()
+    corr = cov / torch.outer(sd, sd)
+    eig = torch.linalg.eigvalsh(0.5 * (corr + corr.T))
+    condition = float(eig[-1] / eig[0].clamp_min(torch.finfo(cov.dtype).tiny))
+    gamma = dim / max(count / 4.0, 1.0)
+    if gamma >= 0.5:
+        return False
+    noise = ((1 + math.sqrt(gamma)) / (1 - math.sqrt(gamma))) ** 2
+    return condition >= max(AUTO_DENSE_CONDITION, 3 * noise)
+
+
+def _estimate_mass(window: dict[str, Any], config: ChEESConfig
+                   ) -> tuple[Tensor, Tensor, str]:
+    """Inverse mass matrix from a window's draws: (inverse metric, momentum factor, kind).
 
     Pooled (the default), the estimate uses all C chains' draws and is shared: C times more
     draws than one chain has, so a chain that was stuck during the window cannot end up
     with a near-zero variance that keeps it stuck (seen with per-chain matrices on logistic
     regression after 300 warmup iterations: one chain's sd 0.18 where the others' was 0.8).
+
+    Regularisation. Stan shrinks towards a fixed 1e-3·I: (n / (n + 5)) Σ + 1e-3 (5 / (n + 5)) I.
+    That is scale-blind: a coefficient with posterior variance 1e-6 (a covariate measured in
+    large units) gets a metric variance ~10x too large and a step size ~3x too small, and a
+    near-singular direction of a dense Σ is inflated far more. Pooled estimates here shrink
+    towards each parameter's own variance instead (the diagonal of Σ, Ledoit–Wolf style), with
+    the same 5 / (n + 5) weight; only a parameter that did not move at all falls back to 1e-3.
+    Per-chain estimates (``pool_mass_matrix=False``) keep Stan's rule exactly.
     """
     n, total, total_sq = window["n"], window["sum"], window["sumsq"]
     num_chains = total.shape[0]
-    if config.mass_matrix == "dense":
-        count = n * num_chains
-        mean = total.sum(0) / count
-        cov = (window["outer"] / count - torch.outer(mean, mean)) * count / max(count - 1, 1)
-        eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-        inv_mass = (count / (count + 5.0)) * cov + 1e-3 * (5.0 / (count + 5.0)) * eye
-        inv_mass = 0.5 * (inv_mass + inv_mass.T)
-        chol = torch.linalg.cholesky(inv_mass)
-        factor = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^-1
-        return inv_mass, factor
-    if config.pool_mass_matrix:
-        count = n * num_chains
-        mean = total.sum(0) / count
-        var = (total_sq.sum(0) / count - mean ** 2).clamp_min(0) * count / max(count - 1, 1)
-        var = var.expand(num_chains, -1)
-    else:
+    dim = total.shape[1]
+    if not config.pool_mass_matrix:
         count = n
         mean = total / n
         var = (total_sq / n - mean ** 2).clamp_min(0) * n / max(n - 1, 1)
-    inv_mass = (count / (count + 5.0)) * var + 1e-3 * (5.0 / (count + 5.0))
-    return inv_mass.contiguous(), inv_mass.rsqrt().contiguous()
+        inv_mass = (count / (count + 5.0)) * var + 1e-3 * (5.0 / (count + 5.0))
+        return inv_mass.contiguous(), inv_mass.rsqrt().contiguous(), "diagonal"
+    count = n * num_chains
+    shrink = 5.0 / (count + 5.0)
+    mean = total.sum(0) / count
+    if _dense_layout(config, dim):
+        cov = (window["outer"] / count - torch.outer(mean, mean)) * count / max(count - 1, 1)
+        cov = 0.5 * (cov + cov.T)
+        var = cov.diagonal().clamp_min(0)
+        target = torch.where(var > 0, var, torch.full_like(var, 1e-3))
+        dense = config.mass_matrix == "dense" or _choose_dense(cov, count)
+        eye = torch.eye(dim, dtype=cov.dtype, device=cov.device)
+        if dense:
+            inv_mass = (1 - shrink) * cov + shrink * torch.diag(target)
+        else:
+            inv_mass = torch.diag((1 - shrink) * var + shrink * target)
+        chol = torch.linalg.cholesky(inv_mass)
+        factor = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^-1
+        return inv_mass, factor, "dense" if dense else "diagonal"
+    var = (total_sq.sum(0) / count - mean ** 2).clamp_min(0) * count / max(count - 1, 1)
+    target = torch.where(var > 0, var, torch.full_like(var, 1e-3))
+    inv_mass = ((1 - shrink) * var + shrink * target).expand(num_chains, -1)
+    return inv_mass.contiguous(), inv_mass.rsqrt().contiguous(), "diagonal"
 
 
 def step(state: ChEESState, config: ChEESConfig | None = None) -> tuple[ChEESState, StepInfo]:
@@ -315,7 +402,7 @@ def step(state: ChEESState, config: ChEESConfig | None = None) -> tuple[ChEESSta
     extras = {"diverging": new["diverging"], "accept_prob": new["accept_prob"],
               "step_size": state.step_size, "num_steps": new["num_steps"],
               "trajectory_length": new["proposal"]["length"].expand_as(state.step_size),
-              "potential_energy": new["energy"]}
+              "potential_energy": new["energy"], "energy": new["hamiltonian"]}
     return moved, StepInfo(float(new["energy"].mean()), extras)
 
 
@@ -350,6 +437,7 @@ def run(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> F
             "divergences_per_chain": sample_stats["diverging"].sum(1).tolist(),
             "step_size_per_chain": state.step_size.cpu().tolist(),
             "trajectory_length": float(state.log_trajectory.exp()),
+            "mass_matrix": state.metric,
             "compiled": state.leapfrog.backend,
             "compile_reason": state.leapfrog.reason,
             "compile_seconds": state.leapfrog.compile_seconds,

@@ -1,7 +1,7 @@
 """ChEES-HMC (the vectorised many-chain engine) against exact posteriors and posteriordb.
 
 Tolerances are ESS-gated: means within 4 MCSE (ArviZ's, over all chains), variances within
-4 standard errors of a variance estimate, sd(s²)/σ² ≈ sqrt(2 / ESS)."""
+4 MCSE of the mean of the centred squares (their own ESS, not the mean's)."""
 
 import math
 
@@ -15,7 +15,7 @@ import ppl_gen
 from ppl_gen.diagnostics import ess, mcse, rhat
 from ppl_gen.inference.batched import VectorizationError
 from ppl_gen.inference.chees import warmup_windows
-from tests.conftest import assert_within_mcse
+from tests.conftest import assert_variance_within_mcse, assert_within_mcse
 
 REFERENCE = {"mu": 4.41, "tau": 3.60}  # posteriordb eight_schools_noncentered
 REFERENCE_SE = {"mu": 0.033, "tau": 0.032}
@@ -27,9 +27,7 @@ def _check_gaussian(draws: np.ndarray, mean: np.ndarray, var: np.ndarray, label:
         x = draws[..., j]
         assert rhat(x) < 1.02, f"{label}[{j}] r_hat {rhat(x):.3f}"
         assert_within_mcse(float(x.mean()), float(mean[j]), mcse(x), label=f"{label}[{j}]")
-        n_eff = ess(x)
-        relative = abs(float(x.var()) / float(var[j]) - 1)
-        assert relative < 4 * math.sqrt(2 / n_eff) + 0.02, (label, j, relative, n_eff)
+        assert_variance_within_mcse(x, float(var[j]), label=f"{label}[{j}]")
 
 
 def test_eight_schools_noncentered_matches_posteriordb():
@@ -104,7 +102,7 @@ def test_dense_mass_matrix_on_a_strongly_correlated_gaussian():
     kwargs = dict(engine="chees", num_chains=16, num_warmup=300, num_samples=300, seed=0,
                   device="cpu")
     dense = ppl_gen.fit(model, data, mass_matrix="dense", **kwargs)
-    diagonal = ppl_gen.fit(model, data, **kwargs)
+    diagonal = ppl_gen.fit(model, data, mass_matrix="diagonal", **kwargs)
     _check_gaussian(dense.samples["x"].numpy(), mean, cov.diagonal().numpy(), "x")
     dense_ess = min(ess(dense.samples["x"][..., j].numpy()) for j in range(2))
     diagonal_ess = min(ess(diagonal.samples["x"][..., j].numpy()) for j in range(2))
@@ -172,7 +170,7 @@ def test_fixed_trajectory_hmc_on_a_conjugate_model():
     assert result.info["trajectory_length"] == pytest.approx(1.5)
     draws = result.samples["mu"].numpy()
     assert_within_mcse(draws.mean(), float(y.sum() / 6), mcse(draws), label="mu")
-    assert abs(draws.var() * 6 - 1) < 4 * math.sqrt(2 / ess(draws)) + 0.02
+    assert_variance_within_mcse(draws, 1 / 6, label="mu")
 
 
 def test_centered_eight_schools_reports_its_divergences():
@@ -236,8 +234,11 @@ def test_enumerated_assignments_are_summed_out_and_agree_with_pyro_nuts():
         order = locs[..., 0].argsort(-1)
         return torch.gather(locs, -2, order.unsqueeze(-1).expand_as(locs)).flatten(-2).numpy()
 
+    # diagonal: with mass_matrix="auto" the pooled window covariance of chains sitting in
+    # different label-switched modes looks strongly correlated, the dense metric it picks
+    # fits no mode and T shrinks; that run is caught by its R-hat warning (issue 10 note)
     chees = ppl_gen.fit(model, ds, engine="chees", num_chains=16, num_warmup=300,
-                        num_samples=200, seed=0, device="cpu")
+                        num_samples=200, seed=0, device="cpu", mass_matrix="diagonal")
     nuts = ppl_gen.fit(model, ds, engine="nuts", num_chains=2, num_warmup=200,
                        num_samples=300, seed=0, device="cpu", jit_compile=True)
     a, b = sorted_locs(chees), sorted_locs(nuts)
@@ -258,7 +259,7 @@ def test_bad_settings():
         ppl_gen.fit(ppl_gen.MODELS["eight_schools"].from_dataset(
             ppl_gen.load_dataset("eight_schools")), ppl_gen.load_dataset("eight_schools"),
             engine="chees", num_chains=1)
-    with pytest.raises(ValueError, match="mass_matrix must be 'diagonal' or 'dense'"):
+    with pytest.raises(ValueError, match="mass_matrix must be 'auto', 'diagonal' or 'dense'"):
         ppl_gen.fit(ppl_gen.MODELS["eight_schools"].from_dataset(
             ppl_gen.load_dataset("eight_schools")), ppl_gen.load_dataset("eight_schools"),
             engine="chees", mass_matrix="full")
@@ -266,3 +267,107 @@ def test_bad_settings():
         ppl_gen.fit(ppl_gen.MODELS["eight_schools"].from_dataset(
             ppl_gen.load_dataset("eight_schools")), ppl_gen.load_dataset("eight_schools"),
             engine="chees", max_tree_depth=5)
+
+
+# --- trajectory-length adaptation and the metric (issue 10) ---------------------------------
+
+
+def _rate_optimal_length() -> float:
+    """The T that maximises ChEES per unit length for a standard Gaussian under exact
+    Hamiltonian dynamics, by grid search over fixed T: theta_t = theta_0 cos t + p sin t gives
+    ChEES(t) = D sin^2 t, so the jittered criterion is E_u ChEES(uT) = D/2 (1 - sin 2T / 2T)
+    and the rate divides it by T (T* = 1.59, whatever D)."""
+    grid = np.linspace(0.05, 10, 20000)
+    rate = (1 - np.sin(2 * grid) / (2 * grid)) / grid
+    return float(grid[np.argmax(rate)])
+
+
+def _gaussian_model(cov: torch.Tensor):
+    scale_tril = torch.linalg.cholesky(cov)
+    dim = cov.shape[0]
+
+    def model(y):
+        w = pyro.sample("w", dist.Normal(torch.zeros(dim, dtype=torch.float64), 1e4)
+                        .to_event(1))
+        pyro.sample("y", dist.MultivariateNormal(w, scale_tril=scale_tril), obs=y)
+
+    return model
+
+
+_DIM = 10
+_TARGETS = {
+    "isotropic": torch.eye(_DIM, dtype=torch.float64),
+    "ill-scaled": torch.diag(torch.logspace(-2, 2, _DIM, dtype=torch.float64)),
+    "correlated": 0.9 * torch.ones(_DIM, _DIM, dtype=torch.float64)
+    + 0.1 * torch.eye(_DIM, dtype=torch.float64),
+}
+
+
+@pytest.mark.parametrize("num_chains", [4, 16, 64])
+@pytest.mark.parametrize("target", list(_TARGETS))
+def test_adapted_trajectory_length_is_near_the_optimal_one(target, num_chains):
+    """With the metric adapted (diagonal, or dense for the correlated target under
+    mass_matrix='auto') every target is a standard Gaussian in the metric's coordinates, so
+    the optimal T is the closed-form one; the adapted T must land within a factor of 2.
+    (The old adaptation left T at its initial 0.1 on posteriors like these.)"""
+    cov = _TARGETS[target]
+    result = ppl_gen.fit(_gaussian_model(cov), {"y": torch.zeros(_DIM, dtype=torch.float64)},
+                         engine="chees", num_chains=num_chains, num_warmup=500,
+                         num_samples=100, seed=0, device="cpu", compile=False)
+    optimum = _rate_optimal_length()
+    length = result.info["trajectory_length"]
+    assert optimum / 2 < length < optimum * 2, (target, num_chains, length, optimum)
+    assert result.info["mass_matrix"] == ("dense" if target == "correlated" else "diagonal")
+
+
+def test_uncentred_regression_gets_a_dense_metric_and_the_exact_posterior():
+    """A regression on years around 2000 (intercept-slope correlation -0.99999, slope
+    variance ~1e-5): with the default metric choice the engine goes dense and matches the
+    exact (flat-prior, known-noise) posterior. With the old diagonal default, means were
+    ~100 standard errors off and the ESS ~20 on such a posterior."""
+    gen = torch.Generator().manual_seed(3)
+    years = 2000 + 20 * torch.rand(50, generator=gen, dtype=torch.float64) - 10
+    y = 3.0 + 0.02 * years + torch.randn(50, generator=gen, dtype=torch.float64)
+    design = torch.stack([torch.ones_like(years), years], -1)
+
+    def model(design, y):
+        beta = pyro.sample("beta", dist.ImproperUniform(dist.constraints.real, (), (2,)))
+        mean = (beta.unsqueeze(-2) * design).sum(-1) if beta.dim() == 1 else \
+            (beta * design).sum(-1)
+        with pyro.plate("data", 50):
+            pyro.sample("y", dist.Normal(mean, 1.0), obs=y)
+
+    cov = torch.linalg.inv(design.T @ design)
+    mean = cov @ design.T @ y
+    corr = cov[0, 1] / (cov[0, 0] * cov[1, 1]).sqrt()
+    assert corr < -0.9999
+    result = ppl_gen.fit(model, {"design": design, "y": y}, engine="chees", seed=0,
+                         device="cpu", num_warmup=400, num_samples=300)
+    assert result.info["mass_matrix"] == "dense"
+    assert result.info["num_divergences"] == 0
+    assert not result.warnings, result.warnings
+    draws = result.samples["beta"].numpy()
+    for j in range(2):
+        x = draws[..., j]
+        assert rhat(x) < 1.01 and ess(x) > 1000
+        assert_within_mcse(float(x.mean()), float(mean[j]), mcse(x), label=f"beta[{j}]")
+        assert_variance_within_mcse(x, float(cov[j, j]), label=f"beta[{j}]")
+
+
+def test_relative_regularisation_keeps_a_tiny_variance():
+    """Stan's 1e-3 (5 / (n + 5)) shrinkage would inflate a variance of 1e-8 a thousandfold;
+    the pooled estimate shrinks towards each parameter's own variance instead."""
+    from ppl_gen.config import ChEESConfig
+    from ppl_gen.inference.chees import _estimate_mass
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(50, 16, 2, generator=gen, dtype=torch.float64) * \
+        torch.tensor([1e-4, 10.0], dtype=torch.float64)
+    window = {"n": 50, "sum": q.sum(0), "sumsq": (q ** 2).sum(0),
+              "outer": torch.einsum("ncd,nce->de", q, q)}
+    for kind in ("diagonal", "auto", "dense"):
+        inv_mass, _, _ = _estimate_mass(window, ChEESConfig(mass_matrix=kind))
+        diag = inv_mass.diagonal() if inv_mass.shape[0] == 2 and inv_mass.dim() == 2 \
+            and kind != "diagonal" else inv_mass[0]
+        assert diag[0] == pytest.approx(1e-8, rel=0.2), kind
+        assert diag[1] == pytest.approx(100.0, rel=0.2), kind
