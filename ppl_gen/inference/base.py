@@ -108,9 +108,7 @@ class _ImproperStart(Messenger):
         if isinstance(base, ImproperUniform):
             shape = fn.batch_shape + fn.event_shape
             transform = biject_to(fn.support)
-            size = transform.inverse_shape(shape) if hasattr(transform, "inverse_shape") \
-                else shape
-            unconstrained = torch.zeros(size, dtype=self.dtype)
+            unconstrained = torch.zeros(transform.inverse_shape(shape), dtype=self.dtype)
             msg["value"] = transform(unconstrained)
 
 
@@ -155,8 +153,7 @@ class Problem:
         """One prior trace of the model on all the data (observed sites fixed to it)."""
         floats = [v.dtype for v in self.data.values()
                   if torch.is_tensor(v) and v.is_floating_point()]
-        dtype = functools.reduce(torch.promote_types, floats, torch.get_default_dtype()) \
-            if floats else torch.get_default_dtype()
+        dtype = functools.reduce(torch.promote_types, floats, torch.get_default_dtype())
         with poutine.block(), torch.no_grad(), _ImproperStart(dtype):
             return poutine.trace(self.model).get_trace(**{**self.data, **overrides})
 
