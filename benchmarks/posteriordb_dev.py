@@ -29,6 +29,7 @@ from tests.posteriordb_dev import NAMES, compare, load  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--verbose", action="store_true", help="print each run's warnings")
     parser.add_argument("--names", nargs="+", default=None,
                         help="substrings of posterior names (default: all eight)")
     args = parser.parse_args()
@@ -55,6 +56,9 @@ def main() -> None:
                   f"{info['trajectory_length']:.2f} | {info['mass_matrix']} | "
                   f"{info['gradient_evaluations']} | {info['compile_seconds'] or 0:.1f} | "
                   f"{wall:.1f} |", flush=True)
+            if args.verbose:
+                for message in result.warnings:
+                    print(f"    {message[:160]}")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ from .amortization import AmortizationGap, amortization_gap
 from .checks import ReliabilityWarning, check_draws, e_bfmi, nested_rhat
 from .compare import PosteriorComparison, compare_posteriors, importance_log_weights, khat_verdict
 from .convert import arviz_summary, ess, loo, mcse, psis_khat, rhat, to_inference_data, waic
+from .sbc import SBCResult, sbc
 from .summary import summarize
 
 __all__ = ["amortization_gap", "AmortizationGap", "to_inference_data", "summarize",
            "compare_posteriors", "PosteriorComparison",
            "importance_log_weights", "khat_verdict", "arviz_summary", "psis_khat", "loo",
-           "waic", "ess", "rhat", "mcse", "ReliabilityWarning", "check_draws", "e_bfmi",
+           "waic", "ess", "rhat", "mcse", "ReliabilityWarning", "check_draws", "e_bfmi", "sbc", "SBCResult",
            "nested_rhat"]

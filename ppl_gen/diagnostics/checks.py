@@ -10,7 +10,9 @@ sentence that names the parameter and the fix. ``fit`` attaches them to the resu
 :class:`ReliabilityWarning`; ``summarize``, ``summary.json`` and the CLI carry them on.
 
 Thresholds (Vehtari et al. 2021; Margossian et al. 2023; Betancourt 2016):
-R-hat > 1.01, nested R-hat > 1.01, bulk or tail ESS < 100, any divergence, E-BFMI < 0.3.
+R-hat > 1.01 (fewer than 16 chains), or nested R-hat > 1.01 and R-hat > 1.1 (16 or more
+chains: many short chains, the regime nested R-hat was designed for), bulk or tail ESS < 100,
+any divergence, E-BFMI < 0.3.
 
 References:
     Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021), "Rank-normalization, folding,
@@ -35,6 +37,8 @@ __all__ = ["ReliabilityWarning", "check_draws", "nested_rhat", "e_bfmi", "THRESH
 
 THRESHOLDS = {"r_hat": 1.01, "nested_r_hat": 1.01, "ess": 100.0, "e_bfmi": 0.3,
               "divergences": 0}
+#: With nested R-hat available (16+ chains) the classic R-hat warns only above this.
+GROSS_R_HAT = 1.1
 #: Parameters with more scalar elements than this are checked on a sample of them (the
 #: checks cost ~1 ms per scalar; local latents of big data would otherwise dominate).
 MAX_CHECKED = 200
@@ -145,10 +149,17 @@ def check_draws(samples: Mapping[str, Any], sample_stats: Mapping[str, Any] | No
 
     max_rhat, order = worst("r_hat", max)
     out["max_r_hat"] = max_rhat
-    bad = [k for k in order if per[k]["r_hat"] > THRESHOLDS["r_hat"]]
+    # With many short chains (16 or more, each ~500 draws, per-chain ESS ~50) the classic
+    # statistic's own sampling noise is about 0.01 — on posteriordb's kidiq it read 1.02
+    # where the nested R-hat read 1.004 and the means were within 1 MCSE of the reference.
+    # Nested R-hat is the statistic built for that regime (Margossian et al. 2023), so it
+    # gates at 1.01 there and the classic one only flags gross disagreement (> 1.1).
+    limit = THRESHOLDS["r_hat"] if not superchains else GROSS_R_HAT
+    out["r_hat_limit"] = limit
+    bad = [k for k in order if per[k]["r_hat"] > limit]
     if bad:
         warnings.append(
-            f"R-hat above {THRESHOLDS['r_hat']} for {_names(bad)} (worst "
+            f"R-hat above {limit} for {_names(bad)} (worst "
             f"{per[bad[0]]['r_hat']:.3f}): the chains disagree, so the draws do not yet "
             "represent one posterior; run more warmup and draws (num_warmup, num_samples), "
             "or reparameterise the model (non-centred hierarchies, centred covariates).")

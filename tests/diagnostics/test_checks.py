@@ -72,3 +72,11 @@ def test_a_healthy_run_has_no_warnings():
     diagnostics = result.info["diagnostics"]
     assert diagnostics["max_r_hat"] < 1.01 and diagnostics["max_nested_r_hat"] < 1.01
     assert diagnostics["min_ess_bulk"] > 100 and diagnostics["min_ess_tail"] > 100
+
+
+def test_many_short_chains_gate_on_nested_rhat_few_chains_on_rhat():
+    rng = np.random.default_rng(3)
+    many, _ = check_draws({"a": rng.normal(size=(16, 200))})
+    few, _ = check_draws({"a": rng.normal(size=(8, 200))})
+    assert many["r_hat_limit"] == 1.1 and "max_nested_r_hat" in many
+    assert few["r_hat_limit"] == 1.01 and "max_nested_r_hat" not in few
