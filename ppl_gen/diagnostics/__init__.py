@@ -13,5 +13,5 @@ from .summary import summarize
 __all__ = ["amortization_gap", "AmortizationGap", "to_inference_data", "summarize",
            "compare_posteriors", "PosteriorComparison",
            "importance_log_weights", "khat_verdict", "arviz_summary", "psis_khat", "loo",
-           "waic", "ess", "rhat", "mcse", "ReliabilityWarning", "check_draws", "e_bfmi", "sbc", "SBCResult",
-           "nested_rhat"]
+           "waic", "ess", "rhat", "mcse", "ReliabilityWarning", "check_draws", "e_bfmi",
+           "nested_rhat", "sbc", "SBCResult"]

@@ -298,6 +298,16 @@ def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
             inv_mass, factor, metric = _estimate_mass(window, config)
             window = _empty_window(new["q"], "outer" in window)
             dual = _dual_start(step_size)
+            if config.adapt_trajectory_length:
+                # The new metric whitens the posterior (in its coordinates each direction
+                # has sd ~1 and, if Gaussian, period 2π), so the useful integration time is
+                # O(1) whatever the parameters' units: restart T at 1 and let the criterion
+                # refine it, instead of carrying a T tuned to the previous metric (on
+                # posteriordb's earnings the dense metric came in the last window and T
+                # had 20 iterations to climb from 0.03).
+                log_t = torch.zeros_like(log_t)
+                adam = {"m": torch.zeros_like(adam["m"]), "v": torch.zeros_like(adam["v"]),
+                        "t": 0}
             state = state._replace(metric=metric)
     return state._replace(step_size=step_size, inv_mass=inv_mass, momentum_factor=factor,
                           log_trajectory=log_t, dual=dual, adam=adam, window=window)
@@ -343,8 +353,9 @@ def _estimate_mass(window: dict[str, Any], config: ChEESConfig
                    ) -> tuple[Tensor, Tensor, str]:
     """Inverse mass matrix from a window's draws: (inverse metric, momentum factor, kind).
 
-    Pooled (the default), the estimate uses all C chains' draws and is shared: C times more draws than one chain has, so a chain that was stuck during
-    the window cannot end up with a near-zero variance that keeps it stuck (seen with per-chain matrices on logistic
+    Pooled (the default), the estimate uses all C chains' draws and is shared: C times more
+    draws than one chain has, so a chain that was stuck during the window cannot end up
+    with a near-zero variance that keeps it stuck (seen with per-chain matrices on logistic
     regression after 300 warmup iterations: one chain's sd 0.18 where the others' was 0.8).
 
     Regularisation. Stan shrinks towards a fixed 1e-3·I: (n / (n + 5)) Σ + 1e-3 (5 / (n + 5)) I.
@@ -368,20 +379,17 @@ def _estimate_mass(window: dict[str, Any], config: ChEESConfig
     shrink = 5.0 / (count + 5.0)
     mean = total.sum(0) / count
     if _dense_layout(config, dim):
-        # The metric from all draws about the common mean (the spread between chains
-        # included: estimated from within-chain deviations alone, the metric of the early
-        # windows only reflected how far each slow chain had moved, and on posteriordb the
-        # step sizes collapsed); the dense-or-diagonal choice from the within-chain
-        # correlations, which the spread between chains sitting in different modes does not
-        # fake (on the label-switching Bayesian GMM the total covariance looked strongly
-        # correlated, "auto" chose dense and T collapsed).
+        # All draws about the common mean, the spread between chains included, for the
+        # metric and for the dense-or-diagonal choice. (Within-chain deviations alone were
+        # tried: early windows then only reflected how far each slow chain had moved, the
+        # correlation of earnings-logearn_interaction went unseen until the last window
+        # and the run failed. The price: on a label-switching mixture, chains in different
+        # modes look correlated and "auto" picks dense; that run fails its R-hat check.)
         cov = (window["outer"] / count - torch.outer(mean, mean)) * count / max(count - 1, 1)
         cov = 0.5 * (cov + cov.T)
-        within = (window["outer"] - total.T @ total / n) / max(count - num_chains, 1)
         var = cov.diagonal().clamp_min(0)
         target = torch.where(var > 0, var, torch.full_like(var, 1e-3))
-        dense = config.mass_matrix == "dense" or _choose_dense(0.5 * (within + within.T),
-                                                               count)
+        dense = config.mass_matrix == "dense" or _choose_dense(cov, count)
         eye = torch.eye(dim, dtype=cov.dtype, device=cov.device)
         if dense:
             inv_mass = (1 - shrink) * cov + shrink * torch.diag(target)

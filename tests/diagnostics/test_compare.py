@@ -82,3 +82,17 @@ def test_compare_errors(collinear):
 def test_khat_verdicts():
     assert [khat_verdict(k) for k in (0.2, 0.6, 0.9, float("nan"))] == [
         "good", "ok", "unreliable", "undefined"]
+
+
+def test_a_failed_mcmc_reference_is_said_loudly(collinear):
+    """A reference that failed its own checks (far too short a run) makes the comparison
+    warn that differences may be the sampler's."""
+    from ppl_gen.diagnostics import ReliabilityWarning
+
+    ds, model, _, vi = collinear
+    with pytest.warns(ReliabilityWarning):
+        short = ppl_gen.fit(model, ds, engine="chees", num_warmup=10, num_samples=10,
+                            num_chains=4, seed=0, device="cpu", compile=False)
+    assert short.warnings
+    with pytest.warns(ReliabilityWarning, match="MCMC reference failed its convergence"):
+        compare_posteriors(vi["fullrank"], short, num_samples=200, num_psis_samples=100)
