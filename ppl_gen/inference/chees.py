@@ -38,7 +38,7 @@ from torch import Tensor
 from ..config import ChEESConfig
 from .base import Engine, FitResult, Problem, StepInfo, num_threads
 from .batched import BatchedPotential
-from .compiled import CompiledFunction, compile_function
+from .compiled import CompiledFunction, compile_function, normalize_backend
 from .mcmc import _deterministic
 from .progress import progress_bar
 
@@ -112,8 +112,12 @@ def _dual_start(step_size: Tensor) -> dict[str, Any]:
             "h_bar": torch.zeros_like(step_size), "t": 0}
 
 
-def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> ChEESState:
-    """Random starts in (−2, 2) (unconstrained), checked to vectorise over chains."""
+def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
+         defer_compile: bool = False) -> ChEESState:
+    """Random starts in (−2, 2) (unconstrained), checked to vectorise over chains.
+
+    ``defer_compile`` (with ``compile="auto"``): start with the eager leapfrog and leave the
+    decision to compile to :func:`maybe_compile`, as :func:`run` does."""
     config = config or ChEESConfig()
     pyro.set_rng_seed(seed)
     potential = BatchedPotential(problem)
@@ -135,10 +139,15 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> 
             "v": torch.zeros((), dtype=q.dtype, device=device), "t": 0}
     window = _empty_window(q, dense)
     active = torch.ones(q.shape[0], 1, dtype=torch.bool, device=q.device)
-    leapfrog = compile_function(
-        _leapfrog(potential, dense), (q, torch.zeros_like(q), grad, energy,
-                               step_size.unsqueeze(-1), inv_mass, active),
-        backend=config.compile, name=f"the potential of {problem.name!r}")
+    if defer_compile and normalize_backend(config.compile) == "auto":
+        leapfrog = CompiledFunction(_leapfrog(potential, dense), "eager",
+                                    "not compiled yet (run decides once it has timed the "
+                                    "eager step)", 0.0)
+    else:
+        leapfrog = compile_function(
+            _leapfrog(potential, dense), (q, torch.zeros_like(q), grad, energy,
+                                   step_size.unsqueeze(-1), inv_mass, active),
+            backend=config.compile, name=f"the potential of {problem.name!r}")
     metric = "dense" if config.mass_matrix == "dense" else "diagonal"
     return ChEESState(potential, q, energy, grad, step_size, inv_mass, inv_mass.clone(),
                       log_t, _dual_start(step_size), adam, window, 0, generator, leapfrog,
@@ -422,18 +431,82 @@ def step(state: ChEESState, config: ChEESConfig | None = None) -> tuple[ChEESSta
     return moved, StepInfo(float(new["energy"].mean()), extras)
 
 
+#: What compiling a model's leapfrog costs, for the decision in :func:`maybe_compile`:
+#: tracing + Inductor + the check (0.4-2.4 s measured per model, docs/benchmarks.md), plus
+#: Inductor's start-up the first time in a process (~4 s, more with an empty disk cache).
+COMPILE_SECONDS = 2.0
+COMPILE_STARTUP_SECONDS = 6.0
+_compiled_in_process = False
+
+
+def maybe_compile(state: ChEESState, config: ChEESConfig, *, seconds_per_step: float,
+                  remaining_steps: float) -> tuple[ChEESState, str]:
+    """Compile the leapfrog (``compile="auto"``) only when it is expected to save time: the
+    eager cost of the remaining leapfrog steps against the compile cost. Returns the state
+    and a sentence saying what was decided and why."""
+    global _compiled_in_process
+    reason = state.leapfrog.reason or ""
+    if not reason.startswith(("not compiled", "eager: the remaining")):
+        return state, ""  # compiled already, or compile= said what to do
+    cost = COMPILE_SECONDS + (0.0 if _compiled_in_process else COMPILE_STARTUP_SECONDS)
+    eager = seconds_per_step * remaining_steps
+    if eager <= 2 * cost:
+        reason = (f"eager: the remaining ~{remaining_steps:.0f} leapfrog steps cost "
+                  f"~{eager:.1f} s eagerly, compiling ~{cost:.0f} s")
+        return state._replace(leapfrog=state.leapfrog.__class__(
+            state.leapfrog.fn, "eager", reason, 0.0)), reason
+    dense = _dense_layout(config, state.q.shape[1])
+    active = torch.ones(state.q.shape[0], 1, dtype=torch.bool, device=state.q.device)
+    leapfrog = compile_function(
+        _leapfrog(state.potential, dense),
+        (state.q, torch.zeros_like(state.q), state.grad, state.energy,
+         state.step_size.unsqueeze(-1), state.inv_mass, active),
+        backend="auto", name=f"the potential of {state.potential.problem.name!r}")
+    if leapfrog.backend == "inductor":
+        _compiled_in_process = True
+    return state._replace(leapfrog=leapfrog), (
+        f"compiled: the remaining ~{remaining_steps:.0f} leapfrog steps would cost "
+        f"~{eager:.1f} s eagerly, compiling ~{cost:.0f} s")
+
+
+def _expected_steps(state: ChEESState, config: ChEESConfig, so_far: float,
+                    iterations: int) -> float:
+    """Leapfrog steps still to come: the larger of the mean so far and what the current T
+    and step sizes give (a jittered trajectory runs T / (2 eps) steps on average)."""
+    length = float(state.log_trajectory.exp())
+    per_now = min(config.max_leapfrog_steps,
+                  max(1.0, length / (2 * float(state.step_size.median()))))
+    per_iteration = max(so_far / max(iterations, 1), per_now)
+    remaining = config.num_warmup + config.num_samples - state.iteration
+    return remaining * per_iteration
+
+
 def run(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> FitResult:
     """Warm up, then draw ``num_samples`` per chain; draws shaped (chain, draw, ...)."""
     config = config or ChEESConfig()
     start = time.perf_counter()
     total = config.num_warmup + config.num_samples
     with num_threads(config.num_threads), pyro.validation_enabled(False), torch.no_grad():
-        state = init(problem, config, seed)
+        state = init(problem, config, seed, defer_compile=True)
         kept: list[Tensor] = []
         stats: list[dict[str, Tensor]] = []
         bar = progress_bar(total, f"ChEES x{config.num_chains}", enabled=config.progress_bar)
+        # compile="auto": time the eager step for a few iterations, then compile only if the
+        # rest of the run is expected to cost more than compiling (a cold process pays
+        # Inductor's start-up: a short run is faster eager); asked again after warmup,
+        # when T and the step sizes are known.
+        decide_at = {min(10, total), config.num_warmup}
+        steps_so_far, decision, timed = 0.0, "", time.perf_counter()
         for _ in range(total):
             state, info = step(state, config)
+            steps_so_far += float(info.extras["num_steps"].max())
+            if state.iteration in decide_at:
+                per_step = (time.perf_counter() - timed) / max(steps_so_far, 1.0)
+                state, said = maybe_compile(
+                    state, config, seconds_per_step=per_step,
+                    remaining_steps=_expected_steps(state, config, steps_so_far,
+                                                    state.iteration))
+                decision = said or decision
             if state.iteration > config.num_warmup:
                 kept.append(state.q)
                 stats.append(info.extras)
@@ -457,6 +530,7 @@ def run(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> F
             "compiled": state.leapfrog.backend,
             "compile_reason": state.leapfrog.reason,
             "compile_seconds": state.leapfrog.compile_seconds,
+            "compile_decision": decision or None,
             "mean_accept_prob": float(sample_stats["accept_prob"].mean()),
             "gradient_evaluations": int(sample_stats["num_steps"].max(0).sum())}
     history = {"loss": sample_stats["potential_energy"].mean(0)}

@@ -2,6 +2,8 @@
 what the eager one does, and anything it cannot trace must fall back (or, when a backend is
 demanded, fail) with the reason."""
 
+import contextlib
+
 import pyro
 import pytest
 import torch
@@ -100,6 +102,19 @@ def test_compiled_leapfrog_matches_eager_with_some_chains_masked():
         assert torch.equal(compiled(*args)[0][::2], args[0][::2])  # masked chains stay
 
 
+@contextlib.contextmanager
+def _always_compile():
+    """Make compile="auto" judge compiling free, so it always tries."""
+    from ppl_gen.inference import chees
+
+    saved = chees.COMPILE_SECONDS, chees.COMPILE_STARTUP_SECONDS
+    chees.COMPILE_SECONDS, chees.COMPILE_STARTUP_SECONDS = 1e-6, 0.0
+    try:
+        yield
+    finally:
+        chees.COMPILE_SECONDS, chees.COMPILE_STARTUP_SECONDS = saved
+
+
 def test_chees_reports_the_backend_and_samples_an_untraceable_model_eagerly():
     y = torch.tensor([0.8, 1.3, 0.4, 1.9, 1.1])
 
@@ -108,8 +123,9 @@ def test_chees_reports_the_backend_and_samples_an_untraceable_model_eagerly():
             raise ValueError("y must be finite")
         normal_normal(y)
 
-    result = ppl_gen.fit(checked, {"y": y}, engine="chees", num_chains=8, num_warmup=200,
-                         num_samples=200, seed=0, device="cpu")
+    with _always_compile():  # a run this short would otherwise stay eager by choice
+        result = ppl_gen.fit(checked, {"y": y}, engine="chees", num_chains=8,
+                             num_warmup=200, num_samples=200, seed=0, device="cpu")
     assert result.info["compiled"] == "eager"
     assert "tensor's value in Python" in result.info["compile_reason"]
     draws = result.samples["mu"].numpy()
@@ -123,9 +139,29 @@ def test_guarded_data_check_compiles():
     ds = ppl_gen.load_dataset("breast_cancer")
     data = {"x": ds["x"][:, :3], "y": ds["y"]}
     model = ppl_gen.MODELS["logistic_regression"].from_dataset(data)  # checks y with tracing()
-    result = ppl_gen.fit(model, data, engine="chees", num_chains=4, num_warmup=5,
-                         num_samples=5, seed=0, device="cpu")
+    with _always_compile():
+        result = ppl_gen.fit(model, data, engine="chees", num_chains=4, num_warmup=5,
+                             num_samples=5, seed=0, device="cpu")
     assert result.info["compiled"] in ("inductor", "fx"), result.info["compile_reason"]
+
+
+def test_auto_compiles_only_when_it_saves_time(monkeypatch):
+    """compile="auto" times the eager step and compiles only when the rest of the run is
+    expected to cost more than compiling (asked after 10 iterations and after warmup)."""
+    from ppl_gen.inference import chees
+
+    ds = ppl_gen.load_dataset("eight_schools")
+    model = ppl_gen.MODELS["eight_schools"].from_dataset(ds)
+    short = ppl_gen.fit(model, ds, engine="chees", num_chains=4, num_warmup=20,
+                        num_samples=20, seed=0, device="cpu")
+    assert short.info["compiled"] == "eager"
+    assert short.info["compile_decision"].startswith("eager: the remaining")
+    monkeypatch.setattr(chees, "COMPILE_SECONDS", 1e-6)
+    monkeypatch.setattr(chees, "COMPILE_STARTUP_SECONDS", 0.0)
+    cheap = ppl_gen.fit(model, ds, engine="chees", num_chains=4, num_warmup=20,
+                        num_samples=20, seed=0, device="cpu")
+    assert cheap.info["compiled"] in ("inductor", "fx")
+    assert cheap.info["compile_decision"].startswith("compiled: the remaining")
 
 
 def test_bad_compile_setting():
