@@ -257,10 +257,8 @@ def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
     if config.trajectory_criterion == "chees_rate":
         # ChEES per unit of trajectory length (TFP's chees_rate_criterion): d log(C/T) /
         # d log T = (dC/d log T) / C - 1, which has the sign of dC/d log T - C with
-        # C = E[change^2] / 4. The plain criterion is nearly flat past the first U-turn
-        # (on a standard Gaussian E_u C(uT) is D/2 (1 - sin 2T / 2T): within 20% of its
-        # peak for every T > 2), so its noisy gradient let T drift to 10x the useful
-        # length; per unit length the optimum is sharp (T ~ 1.6 there).
+        # C = E[change^2] / 4. (On a standard Gaussian E_u C(uT) = D/2 (1 - sin 2T / 2T):
+        # the plain criterion peaks at T = 2.25, the rate at T = 1.59.)
         per_chain = per_chain - 0.25 * change ** 2
     per_chain = torch.nan_to_num(per_chain, nan=0.0, posinf=0.0, neginf=0.0)
     gradient = (weights * per_chain).sum() / weights.sum().clamp_min(1e-10)
@@ -313,8 +311,10 @@ def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
                 # O(1) whatever the parameters' units: restart T at 1 and let the criterion
                 # refine it, instead of carrying a T tuned to the previous metric (on
                 # posteriordb's earnings the dense metric came in the last window and T
-                # had 20 iterations to climb from 0.03).
-                log_t = torch.zeros_like(log_t)
+                # had 20 iterations to climb from 0.03). At most 10 of the current steps,
+                # though: while the metric is still poor the step size is tiny and T = 1
+                # meant the 1,000-step cap on every iteration (150,000 gradients of warmup).
+                log_t = torch.clamp(torch.log(10 * state.step_size.median()), max=0.0)
                 adam = {"m": torch.zeros_like(adam["m"]), "v": torch.zeros_like(adam["v"]),
                         "t": 0}
             state = state._replace(metric=metric)
@@ -532,7 +532,10 @@ def run(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> F
             "compile_seconds": state.leapfrog.compile_seconds,
             "compile_decision": decision or None,
             "mean_accept_prob": float(sample_stats["accept_prob"].mean()),
-            "gradient_evaluations": int(sample_stats["num_steps"].max(0).sum())}
+            # leapfrog steps of the whole run (the batch runs as long as its longest chain),
+            # warmup included: a hard warmup can cost far more than the draws
+            "gradient_evaluations": int(steps_so_far),
+            "sampling_gradient_evaluations": int(sample_stats["num_steps"].max(0).sum())}
     history = {"loss": sample_stats["potential_energy"].mean(0)}
     return FitResult("chees", problem, config, seed, history, samples=samples,
                      sample_stats=sample_stats, info=info)

@@ -272,14 +272,14 @@ def test_bad_settings():
 # --- trajectory-length adaptation and the metric (issue 10) ---------------------------------
 
 
-def _rate_optimal_length() -> float:
-    """The T that maximises ChEES per unit length for a standard Gaussian under exact
+def _chees_optimal_length(rate: bool = False) -> float:
+    """The T that maximises the jittered ChEES criterion for a standard Gaussian under exact
     Hamiltonian dynamics, by grid search over fixed T: theta_t = theta_0 cos t + p sin t gives
-    ChEES(t) = D sin^2 t, so the jittered criterion is E_u ChEES(uT) = D/2 (1 - sin 2T / 2T)
-    and the rate divides it by T (T* = 1.59, whatever D)."""
+    ChEES(t) = D sin^2 t, so E_u ChEES(uT) = D/2 (1 - sin 2T / 2T): T* = 2.25 whatever D
+    (1.59 for the criterion per unit length, ``rate``)."""
     grid = np.linspace(0.05, 10, 20000)
-    rate = (1 - np.sin(2 * grid) / (2 * grid)) / grid
-    return float(grid[np.argmax(rate)])
+    value = 1 - np.sin(2 * grid) / (2 * grid)
+    return float(grid[np.argmax(value / grid if rate else value)])
 
 
 def _gaussian_model(cov: torch.Tensor):
@@ -314,7 +314,7 @@ def test_adapted_trajectory_length_is_near_the_optimal_one(target, num_chains):
     result = ppl_gen.fit(_gaussian_model(cov), {"y": torch.zeros(_DIM, dtype=torch.float64)},
                          engine="chees", num_chains=num_chains, num_warmup=500,
                          num_samples=100, seed=0, device="cpu", compile=False)
-    optimum = _rate_optimal_length()
+    optimum = _chees_optimal_length()
     length = result.info["trajectory_length"]
     assert optimum / 2 < length < optimum * 2, (target, num_chains, length, optimum)
     assert result.info["mass_matrix"] == ("dense" if target == "correlated" else "diagonal")
