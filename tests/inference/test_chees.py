@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ppl_gen
-from ppl_gen.diagnostics import ess, mcse, rhat
+from ppl_gen.diagnostics import ess, mcse, nested_rhat, rhat
 from ppl_gen.inference.batched import VectorizationError
 from ppl_gen.inference.chees import warmup_windows
 from tests.conftest import assert_variance_within_mcse, assert_within_mcse
@@ -21,11 +21,22 @@ REFERENCE = {"mu": 4.41, "tau": 3.60}  # posteriordb eight_schools_noncentered
 REFERENCE_SE = {"mu": 0.033, "tau": 0.032}
 
 
+def _assert_converged(x: np.ndarray, label: str) -> None:
+    """The library's own gate (ppl_gen.diagnostics.checks): with 16+ short chains the nested
+    R-hat at 1.01 (Margossian et al. 2023; the classic statistic's noise is ~0.01 there, and
+    it only flags gross disagreement, > 1.1); with fewer chains the classic R-hat at 1.02."""
+    if x.shape[0] >= 16:
+        assert nested_rhat(x, x.shape[0] // 4) < 1.01, f"{label} nested r_hat"
+        assert rhat(x) < 1.1, f"{label} r_hat {rhat(x):.3f}"
+    else:
+        assert rhat(x) < 1.02, f"{label} r_hat {rhat(x):.3f}"
+
+
 def _check_gaussian(draws: np.ndarray, mean: np.ndarray, var: np.ndarray, label: str):
     """draws (C, S, D) against exact marginal means and variances."""
     for j in range(draws.shape[-1]):
         x = draws[..., j]
-        assert rhat(x) < 1.02, f"{label}[{j}] r_hat {rhat(x):.3f}"
+        _assert_converged(x, f"{label}[{j}]")
         assert_within_mcse(float(x.mean()), float(mean[j]), mcse(x), label=f"{label}[{j}]")
         assert_variance_within_mcse(x, float(var[j]), label=f"{label}[{j}]")
 
@@ -349,7 +360,8 @@ def test_uncentred_regression_gets_a_dense_metric_and_the_exact_posterior():
     draws = result.samples["beta"].numpy()
     for j in range(2):
         x = draws[..., j]
-        assert rhat(x) < 1.01 and ess(x) > 1000
+        _assert_converged(x, f"beta[{j}]")
+        assert ess(x) > 400  # Vehtari et al. (2021)'s floor for trusting R-hat and MCSE
         assert_within_mcse(float(x.mean()), float(mean[j]), mcse(x), label=f"beta[{j}]")
         assert_variance_within_mcse(x, float(cov[j, j]), label=f"beta[{j}]")
 
