@@ -370,10 +370,11 @@ def _estimate_mass(window: dict[str, Any], config: ChEESConfig
     Regularisation. Stan shrinks towards a fixed 1e-3·I: (n / (n + 5)) Σ + 1e-3 (5 / (n + 5)) I.
     That is scale-blind: a coefficient with posterior variance 1e-6 (a covariate measured in
     large units) gets a metric variance ~10x too large and a step size ~3x too small, and a
-    near-singular direction of a dense Σ is inflated far more. Pooled estimates here shrink
-    towards each parameter's own variance instead (the diagonal of Σ, Ledoit–Wolf style), with
-    the same 5 / (n + 5) weight; only a parameter that did not move at all falls back to 1e-3.
-    Per-chain estimates (``pool_mass_matrix=False``) keep Stan's rule exactly.
+    near-singular direction of a dense Σ is inflated far more. Pooled estimates (C times the
+    draws) keep each parameter's own variance; a dense Σ has its off-diagonals shrunk towards
+    0 by Stan's weight 5 / (n + 5) (towards its own diagonal, Ledoit–Wolf style); only a
+    parameter that did not move at all gets Stan's 1e-3 floor. Per-chain estimates
+    (``pool_mass_matrix=False``) keep Stan's rule exactly.
     """
     n, total, total_sq = window["n"], window["sum"], window["sumsq"]
     num_chains = total.shape[0]
@@ -396,21 +397,26 @@ def _estimate_mass(window: dict[str, Any], config: ChEESConfig
         # modes look correlated and "auto" picks dense; that run fails its R-hat check.)
         cov = (window["outer"] / count - torch.outer(mean, mean)) * count / max(count - 1, 1)
         cov = 0.5 * (cov + cov.T)
-        var = cov.diagonal().clamp_min(0)
-        target = torch.where(var > 0, var, torch.full_like(var, 1e-3))
+        var = _floor(cov.diagonal().clamp_min(0), shrink)
         dense = config.mass_matrix == "dense" or _choose_dense(cov, count)
         eye = torch.eye(dim, dtype=cov.dtype, device=cov.device)
-        if dense:
-            inv_mass = (1 - shrink) * cov + shrink * torch.diag(target)
+        if dense:  # off-diagonals shrunk towards 0 by 5 / (n + 5); the diagonal kept
+            inv_mass = (1 - shrink) * cov + shrink * torch.diag(var)
+            inv_mass.diagonal().copy_(var)
         else:
-            inv_mass = torch.diag((1 - shrink) * var + shrink * target)
+            inv_mass = torch.diag(var)
         chol = torch.linalg.cholesky(inv_mass)
         factor = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^-1
         return inv_mass, factor, "dense" if dense else "diagonal"
     var = (total_sq.sum(0) / count - mean ** 2).clamp_min(0) * count / max(count - 1, 1)
-    target = torch.where(var > 0, var, torch.full_like(var, 1e-3))
-    inv_mass = ((1 - shrink) * var + shrink * target).expand(num_chains, -1)
+    inv_mass = _floor(var, shrink).expand(num_chains, -1)
     return inv_mass.contiguous(), inv_mass.rsqrt().contiguous(), "diagonal"
+
+
+def _floor(var: Tensor, shrink: float) -> Tensor:
+    """Each parameter's own variance; one that did not move at all gets Stan's
+    1e-3 · 5 / (n + 5) instead of zero."""
+    return torch.where(var > 0, var, torch.full_like(var, 1e-3 * shrink))
 
 
 def step(state: ChEESState, config: ChEESConfig | None = None) -> tuple[ChEESState, StepInfo]:
