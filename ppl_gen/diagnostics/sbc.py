@@ -4,9 +4,10 @@ Draw parameters from the prior and data from the model given them, fit the simul
 and rank each true parameter among the posterior draws. If the fitting is right, every rank
 is uniform on 0..L (Talts et al. 2018); a sampler that is biased, too narrow or too wide
 shows it as a slope, a U or a hump in the rank histogram. This works on any Pyro model whose
-observed sites take their values from the data arguments: the model is run *unconditioned*
-(``pyro.poutine.uncondition``) to simulate, and each observed site's data argument is found
-by identity (the tensor the site observed), or given as ``observed={"arg": "site"}``.
+observed sites take their values from the data arguments: the model is run with those
+sites unobserved (Pyro's ``uncondition``, restricted to them) to simulate, and each observed
+site's data argument is found by identity (the tensor the site observed), or given as
+``observed={"arg": "site"}``.
 
 References:
     Talts, Betancourt, Simpson, Vehtari & Gelman (2018), "Validating Bayesian inference
@@ -30,6 +31,7 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from scipy import stats
 
@@ -105,6 +107,22 @@ class SBCResult:
         axes[1, 0].set_ylabel("ECDF − uniform")
         fig.tight_layout()
         return fig
+
+
+class _Unobserve(Messenger):
+    """Sample the named observed sites from their distributions (Pyro's ``uncondition``
+    restricted to them: it would also resample ``pyro.deterministic`` sites, which are
+    observed Delta sites, and break their shapes)."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["name"] in self.names and msg["is_observed"]:
+            msg["is_observed"] = False
+            msg["value"] = None
+            msg["infer"] = {**msg["infer"], "was_observed": True}
 
 
 def _observed_arguments(model: Callable[..., Any], data: Mapping[str, Any],
@@ -193,13 +211,13 @@ def sbc(model: Callable[..., Any], data: Mapping[str, Any], *,
     try:
         for i in range(num_simulations):
             pyro.set_rng_seed(seed + i)
-            with poutine.block(), torch.no_grad():
-                prior = poutine.trace(poutine.uncondition(model)).get_trace(**data)
+            with poutine.block(), torch.no_grad(), _Unobserve(set(arguments.values())):
+                prior = poutine.trace(model).get_trace(**data)
             simulated = {**data, **{arg: prior.nodes[site]["value"].detach()
                                     for arg, site in arguments.items()}}
             latent = [n for n, s in prior.nodes.items()
                       if s["type"] == "sample" and not s["is_observed"]
-                      and n not in arguments.values()
+                      and not s["infer"].get("was_observed", False)
                       and not s["infer"].get("_deterministic", False)
                       and not site_is_subsample(s)
                       and (parameters is None or n in parameters)]

@@ -78,3 +78,23 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="not observed sites"):
         sbc(regression, DATA, engine=exact_sampler(), num_simulations=20, num_bins=2,
             observed={"y": "obs"})
+
+
+def test_deterministic_sites_are_not_resimulated():
+    """The zoo's eight schools has a pyro.deterministic theta: only y is simulated, so the
+    simulated data keep the data's shape (Pyro's uncondition would resample theta too)."""
+    import ppl_gen
+
+    ds = ppl_gen.load_dataset("eight_schools")
+    model = ppl_gen.MODELS["eight_schools"].from_dataset(ds)
+    seen = []
+
+    def record(model_fn, data, seed):
+        seen.append(data["y"].shape)
+        return {"mu": torch.zeros(2, 60, dtype=torch.float32),
+                "tau": torch.ones(2, 60), "theta_tilde": torch.zeros(2, 60, 8)}
+
+    result = sbc(model.model, {"y": ds["y"], "sigma": ds["sigma"]}, engine=record,
+                 num_simulations=10, num_bins=2, num_draws=50)
+    assert seen == [ds["y"].shape] * 10
+    assert "theta[0]" not in result.ranks and "theta_tilde[7]" in result.ranks
