@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 import time
 import warnings
@@ -22,20 +23,42 @@ _SHORTCUTS = {
 }
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the ValueError into a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def _parse_value(text: str, annotation: str) -> Any:
     """Parse ``text`` for a dataclass field annotated ``annotation`` (a string)."""
     if "None" in annotation and text.lower() in ("none", "null"):
         return None
+    alternatives = "str" in annotation  # a union such as ``bool | str``: a word passes on
     if "bool" in annotation:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
         if text.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"expected true/false, got {text!r}")
-    if "int" in annotation:
-        return int(text)
-    if "float" in annotation:
-        return float(text)
+        if not alternatives:
+            raise ValueError(f"expected true/false, got {text!r}")
+    if "tuple" in annotation:
+        try:
+            return tuple(float(v) for v in text.strip("()").split(","))
+        except ValueError:
+            raise ValueError(f"expected numbers separated by commas, got {text!r}") from None
+    for number in (int, float):
+        if number.__name__ in annotation:
+            try:
+                return number(text)
+            except ValueError:
+                if not alternatives:
+                    raise ValueError(f"expected {'an integer' if number is int else 'a number'}"
+                                     f", got {text!r}") from None
     return text
 
 
@@ -128,18 +151,65 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What ``cli.json`` of a partial run records (the arguments that rebuild the fit).
+_RECORDED = ("model", "data", "split", "data_option", "model_option", "engine", "option",
+             "seed", "device", "vi_draws", "overwrite", "checkpoint_every",
+             "checkpoint_seconds", *_SHORTCUTS)
+
+
+def _resume_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
+    """The recorded arguments of the partial run in ``--resume DIR``."""
+    from .io import read_partial_run
+
+    record = read_partial_run(args.resume)
+    recorded = argparse.Namespace(**{k: record.get(k) for k in _RECORDED},
+                                  out=record["out"], progress=args.progress,
+                                  resume=args.resume, command="fit")
+    return recorded, Path(args.resume).expanduser().absolute()
+
+
 def _fit_and_save(args: argparse.Namespace) -> Path:
     from . import diagnostics, plots
     from .inference import ENGINES, fit
-    from .io import prepare_run_dir, save_run
+    from .io import check_run_target, make_partial_run, partial_run_dir, save_run
 
+    partial: Path | None = None
+    if args.resume:
+        args, partial = _resume_args(args)
     ENGINES[args.engine]  # unknown names fail here with the list of valid ones
-    prepare_run_dir(args.out, overwrite=args.overwrite, create=False)  # fail before any work
+    resumable = ENGINES[args.engine].resumable
+    if partial is None:
+        check_run_target(args.out, overwrite=args.overwrite)  # fail before any work
+        if resumable:
+            partial = partial_run_dir(args.out, overwrite=args.overwrite)
     options = _engine_options(args, args.engine)
     dataset, model, record = _load(args)
-    print(f"fitting {args.model} on {record['dataset']} with {args.engine} ...", flush=True)
-    result = fit(model, dataset, engine=args.engine, device=args.device, seed=args.seed,
-                 **options)
+    loop: dict[str, Any] = {}
+    if resumable:
+        assert partial is not None
+        cli_record = {k: getattr(args, k, None) for k in _RECORDED}
+        cli_record["out"] = str(Path(args.out).expanduser().absolute())
+        loop = {"checkpoint": partial / "resume.pt",
+                "checkpoint_every": args.checkpoint_every,
+                "checkpoint_seconds": args.checkpoint_seconds,
+                "resume": partial / "resume.pt" if args.resume else None,
+                "_loop": {"prepare": lambda: make_partial_run(partial, cli_record)}}
+    verb = "resuming" if args.resume else "fitting"
+    print(f"{verb} {args.model} on {record['dataset']} with {args.engine} ...", flush=True)
+    try:
+        result = fit(model, dataset, engine=args.engine, device=args.device, seed=args.seed,
+                     **loop, **options)
+    except KeyboardInterrupt as error:
+        if partial is not None and (partial / "resume.pt").exists():
+            raise KeyboardInterrupt(f"{error}; continue with: ppl-gen fit --resume "
+                                    f"{partial}") from None
+        raise
+    except FloatingPointError as error:
+        if partial is not None and (partial / "resume.pt").exists():
+            raise FloatingPointError(f"{error}; after fixing the cause start afresh, or "
+                                     f"continue with ppl-gen fit --resume {partial}") from None
+        raise
+    print("summarising (draws, ArviZ conversion, plots) ...", flush=True)
     idata = diagnostics.to_inference_data(result, num_samples=args.vi_draws, seed=args.seed)
     summary = diagnostics.summarize(result, idata=idata)
     figures = {"history": plots.plot_history(result)}
@@ -147,8 +217,12 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
         diverging = result.sample_stats["diverging"]
         figures["trace"] = plots.plot_trace(result.samples, diverging=diverging)
         figures["pair"] = plots.plot_pair(result.samples, diverging=diverging)
+    target = Path(args.out).expanduser().absolute()
+    in_place = partial is not None and partial == target
     out = save_run(args.out, result, summary=summary, idata=idata, figures=figures,
-                   extra_config=record, overwrite=args.overwrite)
+                   extra_config=record, overwrite=args.overwrite or in_place)
+    if partial is not None and not in_place and partial.exists():
+        shutil.rmtree(partial, ignore_errors=True)  # the sibling of a replaced run
     _print_summary(summary)
     print(f"wrote {out}/: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return out
@@ -186,9 +260,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from . import diagnostics, plots
     from .diagnostics import ReliabilityWarning
     from .inference import fit
-    from .io import prepare_run_dir, write_json
+    from .io import check_run_target, staged_run_dir, write_json
 
-    prepare_run_dir(args.out, overwrite=args.overwrite, create=False)
+    check_run_target(args.out, overwrite=args.overwrite)
     dataset, model, record = _load(args)
     vi_options = {"num_steps": args.vi_steps, "learning_rate": args.learning_rate,
                   # Decay to 1% of the step size: removes Adam's jitter, which otherwise
@@ -215,18 +289,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"WARNING (MCMC reference): {message}")
     comparison = diagnostics.compare_posteriors(vi, mcmc, num_samples=args.vi_draws,
                                                 seed=args.seed)
-    out = prepare_run_dir(args.out, overwrite=args.overwrite)
     result = comparison.to_dict()
     result["mcmc"] = {"engine": engine, "divergences": mcmc.info["num_divergences"],
                       "warnings": list(mcmc.warnings),
                       **{k: record[k] for k in ("model_name", "dataset")}}
-    write_json(out / "comparison.json", result)
-    (out / "comparison.md").write_text(comparison.to_markdown())
-    plots.save_figure(plots.plot_comparison(comparison), out / "comparison.png")
-    write_json(out / "config.json", {**record, "seed": args.seed, "vi": vi_options,
-                                     engine: {"num_warmup": args.num_warmup,
-                                              "num_samples": args.num_samples,
-                                              "num_chains": args.num_chains}})
+    with staged_run_dir(args.out, overwrite=args.overwrite, kind="compare") as stage:
+        write_json(stage / "comparison.json", result)
+        (stage / "comparison.md").write_text(comparison.to_markdown())
+        plots.save_figure(plots.plot_comparison(comparison), stage / "comparison.png")
+        write_json(stage / "config.json", {**record, "seed": args.seed, "vi": vi_options,
+                                           engine: {"num_warmup": args.num_warmup,
+                                                    "num_samples": args.num_samples,
+                                                    "num_chains": args.num_chains}})
+    out = Path(args.out)
     print(comparison.to_markdown())
     print(f"wrote {out}/: comparison.json, comparison.md, comparison.png, config.json")
     return 0
@@ -246,21 +321,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _cmd_compare(demo)
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="registered model name (ppl-gen list)")
+def _add_common(p: argparse.ArgumentParser, *, resumable: bool = False) -> None:
+    if resumable:
+        p.add_argument("model", nargs="?", help="registered model name (ppl-gen list)")
+    else:
+        p.add_argument("model", help="registered model name (ppl-gen list)")
     p.add_argument("--data", help="registered dataset name (default: the model's own)")
     p.add_argument("--split", default="all", help="train, test or all (default: all)")
     p.add_argument("--data-option", action="append", metavar="KEY=VALUE",
                    help="dataset option, e.g. correlation=0.9 (repeatable)")
     p.add_argument("--model-option", action="append", metavar="KEY=VALUE",
                    help="model constructor option, e.g. num_components=4 (repeatable)")
-    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--out", required=not resumable, help="run folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true",
                    help="show progress bars (default: when stderr is a terminal)")
-    p.add_argument("--vi-draws", type=int, default=1000,
+    p.add_argument("--vi-draws", type=_positive_int, default=1000,
                    help="draws from a fitted guide for summaries (default: 1000)")
 
 
@@ -272,7 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="registered models, datasets and engines")
 
     p_fit = sub.add_parser("fit", help="fit a model and write a run folder")
-    _add_common(p_fit)
+    _add_common(p_fit, resumable=True)
+    p_fit.add_argument("--resume", metavar="DIR",
+                       help="continue an interrupted fit from its folder (the model, data "
+                       "and options are read from it)")
+    p_fit.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="N",
+                       help="write a resume checkpoint every N steps (default: every "
+                       "--checkpoint-seconds)")
+    p_fit.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
+                       help="write a resume checkpoint every S seconds (default: 60)")
     p_fit.add_argument("--engine", default="svi",
                        help="svi, em, nuts, hmc, chees or adversarial (default: svi)")
     p_fit.add_argument("--option", action="append", metavar="KEY=VALUE",
@@ -307,9 +393,23 @@ _COMMANDS = {"list": _cmd_list, "fit": _cmd_fit, "compare": _cmd_compare, "demo"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ppl-gen``; user errors print one line and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "fit":
+        if args.resume and (args.model or args.out):
+            parser.error("--resume DIR reads the model and --out from DIR; give only "
+                         "--resume (and --progress)")
+        if not args.resume and (args.model is None or args.out is None):
+            parser.error("fit needs a model and --out (or --resume DIR)")
     try:
         return _COMMANDS[args.command](args)
+    except KeyboardInterrupt as error:
+        detail = str(error) or "no partial run was written; --out is as it was"
+        print(f"ppl-gen: interrupted: {detail}", file=sys.stderr)
+        return 130
+    except ArithmeticError as error:  # FloatingPointError: a NaN/inf objective
+        print(f"ppl-gen: error: {error}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, KeyError, RuntimeError, OSError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"ppl-gen: error: {message}", file=sys.stderr)

@@ -21,6 +21,30 @@ OPTIMIZERS = ("adam", "clipped_adam")
 MCMC_KERNELS = ("nuts", "hmc")
 
 
+_KIND_WORDS = (("bool", "true/false"), ("int", "an integer"), ("float", "a number"),
+               ("str", "a string"), ("tuple", "a pair of numbers"))
+
+
+def _check_types(config: Any) -> None:
+    """Every field has a type its annotation allows (a bool where a bool is meant, never
+    NaN or a string there): the field-specific checks then only check ranges."""
+    for f in dataclasses.fields(config):
+        value, annotation = getattr(config, f.name), str(f.type)
+        if value is None and "None" in annotation:
+            continue
+        is_bool = isinstance(value, bool)
+        ok = (("bool" in annotation and is_bool)
+              or ("int" in annotation and isinstance(value, int) and not is_bool)
+              or ("float" in annotation and isinstance(value, (int, float)) and not is_bool)
+              or ("str" in annotation and isinstance(value, str))
+              or ("tuple" in annotation and isinstance(value, (tuple, list))))
+        if not ok:
+            kinds = [word for key, word in _KIND_WORDS if key in annotation]
+            if "None" in annotation:
+                kinds.append("None")
+            raise ValueError(f"{f.name} must be {' or '.join(kinds)}, got {value!r}")
+
+
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -106,10 +130,16 @@ class SVIConfig:
     log_every: int = 1
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _positive_int("num_steps", self.num_steps)
         _positive_float("learning_rate", self.learning_rate)
         if self.final_learning_rate is not None:
             _positive_float("final_learning_rate", self.final_learning_rate)
+            if self.final_learning_rate > self.learning_rate:
+                raise ValueError(
+                    f"final_learning_rate ({self.final_learning_rate}) is larger than "
+                    f"learning_rate ({self.learning_rate}); the step size only decays: set "
+                    "final_learning_rate below learning_rate, or leave it unset")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("loss", self.loss, SVI_LOSSES)
         _positive_int("num_particles", self.num_particles)
@@ -159,6 +189,7 @@ class EMConfig:
     progress_bar: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _positive_int("max_iter", self.max_iter)
         _positive_float("tol", self.tol, allow_zero=True)
         _positive_float("monotone_tol", self.monotone_tol, allow_zero=True)
@@ -205,6 +236,7 @@ class MCMCConfig:
     progress_bar: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _choice("kernel", self.kernel, MCMC_KERNELS)
         _positive_int("num_warmup", self.num_warmup, minimum=0)
         _positive_int("num_samples", self.num_samples)
@@ -250,6 +282,7 @@ class AdversarialConfig:
     log_every: int = 1
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _positive_int("num_steps", self.num_steps)
         _positive_float("learning_rate", self.learning_rate)
         betas = tuple(self.betas)
@@ -328,6 +361,7 @@ class ChEESConfig:
     progress_bar: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _positive_int("num_warmup", self.num_warmup, minimum=0)
         _positive_int("num_samples", self.num_samples)
         _positive_int("num_chains", self.num_chains, minimum=2)
@@ -366,7 +400,18 @@ def config_from_dict(engine: str, values: dict[str, Any] | None = None) -> Any:
     cls = CONFIGS[engine]
     values = dict(values or {})
     if engine in ("nuts", "hmc"):
+        if values.get("kernel", engine) != engine:
+            raise ValueError(f"option kernel={values['kernel']!r} contradicts engine "
+                             f"{engine!r}; use engine={values['kernel']!r}")
         values.setdefault("kernel", engine)
+        if engine == "hmc" and "max_tree_depth" in values:
+            raise ValueError("max_tree_depth bounds NUTS's trajectory doubling and does "
+                             "not apply to engine 'hmc', whose trajectories are num_steps "
+                             "leapfrog steps")
+        if engine == "nuts" and "num_steps" in values:
+            raise ValueError("num_steps (a fixed number of leapfrog steps) applies to engine "
+                             "'hmc' only; NUTS chooses its trajectory lengths itself "
+                             "(bound them with max_tree_depth)")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:

@@ -63,6 +63,8 @@ def load_dataset(name: str, *, split: str = "all", seed: int = 0,
         (8,)
     """
     loader = DATASETS[name]
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"unknown split {split!r}; valid values are: train, test, all")
     params = inspect.signature(loader).parameters
     unknown = sorted(set(options) - set(params))
     if unknown:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._rng import seeded_call
 from ..config import SVIConfig
 from ..inference import fit, make_problem
 from ..inference.base import FitResult, param_scope
@@ -84,6 +85,7 @@ class AmortizationGap:
                 "elbo_optimal_se": self.elbo_optimal_se, "khat": dict(self.comparison.khat)}
 
 
+@seeded_call
 def amortization_gap(vae: Any, x: Tensor, *, num_warmup: int = 500, num_samples: int = 500,
                      num_chains: int = 2, local_steps: int = 3000,
                      local_learning_rate: float = 0.02, num_importance: int = 5000,

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyro
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from scipy.stats import wasserstein_distance
 
+from .._rng import seeded_call
 from ..inference.base import FitResult, enumerated_sites, max_plate_nesting, param_scope
 from ..inference.predictive import draw_from_guide, evaluate_draws
 from .checks import ReliabilityWarning
@@ -99,6 +99,7 @@ class PosteriorComparison:
         return "\n".join(lines) + "\n"
 
 
+@seeded_call
 def importance_log_weights(result: FitResult, num_samples: int = 1000, *, seed: int = 0
                            ) -> np.ndarray:
     """log p(x, z_s) - log q(z_s) for z_s ~ q, with enumerated discrete sites summed out."""
@@ -109,7 +110,6 @@ def importance_log_weights(result: FitResult, num_samples: int = 1000, *, seed: 
     nesting = max_plate_nesting(trace)
     elbo = (TraceEnum_ELBO(max_plate_nesting=nesting) if enumerated_sites(trace)
             else Trace_ELBO(max_plate_nesting=nesting))
-    pyro.set_rng_seed(seed)
     weights = np.empty(num_samples)
     with param_scope(result.param_state), torch.no_grad():
         for s in range(num_samples):
@@ -128,6 +128,30 @@ def _flatten(name: str, draws: np.ndarray) -> list[tuple[str, np.ndarray]]:
             for i in range(flat.shape[1])]
 
 
+def _check_same_problem(name: str, vi: Any, mcmc: Any) -> None:
+    """Refuse to compare fits of different models or data: the differences would be the
+    data's, not the approximation's."""
+    if vi.name != mcmc.name:
+        raise ValueError(f"VI result {name!r} is a fit of model {vi.name!r} but the MCMC "
+                         f"result is of {mcmc.name!r}; compare fits of the same model")
+    if set(vi.data) != set(mcmc.data):
+        raise ValueError(f"VI result {name!r} and the MCMC result were fitted on different "
+                         f"data arguments ({', '.join(sorted(vi.data))} vs "
+                         f"{', '.join(sorted(mcmc.data))}); fit both on the same data")
+    for key, a in vi.data.items():
+        b = mcmc.data[key]
+        if torch.is_tensor(a) and torch.is_tensor(b):
+            same = a.shape == b.shape and torch.equal(a.detach().cpu().to(b.dtype),
+                                                       b.detach().cpu())
+        else:
+            same = a == b
+        if not same:
+            raise ValueError(f"VI result {name!r} and the MCMC result were fitted on "
+                             f"different data ({key!r} differs); fit both on the same data, "
+                             "or the comparison measures the data, not the approximation")
+
+
+@seeded_call
 def compare_posteriors(vi: FitResult | Mapping[str, FitResult], mcmc: FitResult, *,
                        num_samples: int = 2000, num_psis_samples: int = 1000,
                        var_names: list[str] | None = None, seed: int = 0
@@ -146,18 +170,28 @@ def compare_posteriors(vi: FitResult | Mapping[str, FitResult], mcmc: FitResult,
     Returns:
         A :class:`PosteriorComparison`.
     """
+    if not isinstance(mcmc, FitResult):
+        raise TypeError(f"the second argument must be an MCMC FitResult from ppl_gen.fit, "
+                        f"got {type(mcmc).__name__}")
     if mcmc.samples is None:
         raise ValueError(f"the second argument must be an MCMC result (engine 'nuts' or "
                          f"'hmc'), got engine {mcmc.engine!r}")
+    approximations = dict(vi) if isinstance(vi, Mapping) else {"vi": vi}
+    if not approximations:
+        raise ValueError("no VI results to compare: pass an SVI FitResult or a non-empty "
+                         "dict name -> FitResult")
+    for name, result in approximations.items():
+        if not isinstance(result, FitResult):
+            raise TypeError(f"VI result {name!r} must be a FitResult from ppl_gen.fit, got "
+                            f"{type(result).__name__}")
+        if result.engine != "svi" or result.guide is None:
+            raise ValueError(f"VI result {name!r} must come from engine 'svi' with a guide, "
+                             f"got engine {result.engine!r}")
+        _check_same_problem(name, result.problem, mcmc.problem)
     if mcmc.warnings:  # the reference itself failed a check: say so before comparing
         warnings.warn("the MCMC reference failed its convergence checks, so differences "
                       "from it may be the sampler's, not the approximation's:\n  - "
                       + "\n  - ".join(mcmc.warnings), ReliabilityWarning, stacklevel=2)
-    approximations = dict(vi) if isinstance(vi, Mapping) else {"vi": vi}
-    for name, result in approximations.items():
-        if result.engine != "svi" or result.guide is None:
-            raise ValueError(f"VI result {name!r} must come from engine 'svi' with a guide, "
-                             f"got engine {result.engine!r}")
     mcmc_draws = {k: v.reshape(-1, *v.shape[2:]).cpu().numpy() for k, v in mcmc.samples.items()}
     chains = {k: v.cpu().numpy() for k, v in mcmc.samples.items()}
     rows: list[dict[str, Any]] = []

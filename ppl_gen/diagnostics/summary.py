@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._rng import seeded_call
 from ..config import config_to_dict
 from ..inference.base import FitResult
 from .convert import arviz_summary, to_inference_data
@@ -34,6 +35,19 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _check_idata_matches(result: FitResult, idata: Any) -> None:
+    """``idata`` must be this result's conversion: numbers from another fit would be
+    reported under this fit's name."""
+    attrs = getattr(idata, "attrs", {}) or {}
+    mine = {"engine": result.engine, "model": result.problem.name, "seed": result.seed}
+    for key, value in mine.items():
+        if key in attrs and attrs[key] != value:
+            raise ValueError(f"idata comes from a different fit ({key} {attrs[key]!r}, this "
+                             f"result's is {value!r}); pass to_inference_data(result) of "
+                             "this result, or leave idata out")
+
+
+@seeded_call
 def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
               seed: int = 0) -> dict[str, Any]:
     """A JSON-ready summary.
@@ -51,6 +65,8 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
     if idata is None:
         idata = to_inference_data(result, num_samples=num_samples, seed=seed,
                                   posterior_predictive=False)
+    else:
+        _check_idata_matches(result, idata)
     info = {k: v for k, v in result.info.items() if k != "diagnostics"}
     out: dict[str, Any] = {"model": result.problem.name, "engine": result.engine,
                            "seed": result.seed, "config": config_to_dict(result.config),

@@ -7,37 +7,59 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from .._rng import preserved
 from ..config import CONFIGS, config_from_dict
 from ..data.base import Dataset
 from ..models.base import GenerativeModel
 from ..registry import Registry
 from . import adversarial, chees, em, mcmc, svi
-from .base import Engine, FitResult, Problem, StepInfo, make_problem, resolve_device
+from .base import FitResult, Problem, StepInfo, make_problem, resolve_device
+from .loop import Engine, Interrupted, LoopOptions
 from .predictive import DrawEvaluation, draw_from_guide, evaluate_draws
 
-__all__ = ["ENGINES", "fit", "check_result", "make_problem", "Engine", "FitResult", "Problem",
-           "StepInfo",
-           "resolve_device", "evaluate_draws", "draw_from_guide", "DrawEvaluation"]
+__all__ = ["ENGINES", "fit", "check_result", "check_engine", "UnsupportedEngineError",
+           "make_problem", "Engine", "FitResult", "Problem", "StepInfo", "resolve_device",
+           "evaluate_draws", "draw_from_guide", "DrawEvaluation", "Interrupted", "LoopOptions"]
 
 ENGINES: Registry[Engine] = Registry("engine")
-ENGINES.register("svi", svi.ENGINE.description)(svi.ENGINE)
-ENGINES.register("em", em.ENGINE.description)(em.ENGINE)
-ENGINES.register("nuts", mcmc.ENGINE_NUTS.description)(mcmc.ENGINE_NUTS)
-ENGINES.register("hmc", mcmc.ENGINE_HMC.description)(mcmc.ENGINE_HMC)
-ENGINES.register("adversarial", adversarial.ENGINE.description)(adversarial.ENGINE)
-ENGINES.register("chees", chees.ENGINE.description)(chees.ENGINE)
+for _engine in (svi.ENGINE, em.ENGINE, mcmc.ENGINE_NUTS, mcmc.ENGINE_HMC, adversarial.ENGINE,
+                chees.ENGINE):
+    ENGINES.register(_engine.name, _engine.description)(_engine)
+
+
+class UnsupportedEngineError(TypeError, ValueError):
+    """The model does not support the engine (a ``TypeError`` — the model is the wrong
+    kind for it — and a ``ValueError``, so that either ``except`` catches it)."""
+
+
+def check_engine(model: Any, engine: str) -> None:
+    """Refuse an engine the zoo model does not declare, naming the reason and the engines
+    that do apply (user functions and undeclared subclasses pass)."""
+    ENGINES[engine]  # unknown names: the registry's error with the valid list
+    if not isinstance(model, GenerativeModel):
+        return
+    reason = model.engine_refusal(engine)
+    if reason is not None:
+        raise UnsupportedEngineError(
+            f"model {type(model).__name__} does not support engine {engine!r}: {reason}. "
+            f"Its engines are: {', '.join(model.engines or ())}")
 
 
 def fit(model: GenerativeModel | Callable[..., Any],
         data: Dataset | Mapping[str, Any] | None = None, *, engine: str = "svi",
         guide: Callable[..., Any] | None = None, config: Any = None,
-        device: str | torch.device = "auto", seed: int = 0, **options: Any) -> FitResult:
+        device: str | torch.device = "auto", seed: int = 0,
+        checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int | None = None,
+        checkpoint_seconds: float | None = None, resume: str | os.PathLike[str] | None = None,
+        callback: Callable[..., None] | None = None, _loop: dict[str, Any] | None = None,
+        **options: Any) -> FitResult:
     """Fit a zoo model or a plain Pyro model function to data.
 
     Arguments:
@@ -53,6 +75,14 @@ def fit(model: GenerativeModel | Callable[..., Any],
             fields as keyword ``options`` instead.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
         seed: Seeds Pyro and torch; the same seed gives the same result.
+        checkpoint: A file to keep a resume checkpoint in (written atomically, every
+            ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds, and on Ctrl-C,
+            which then raises :class:`~ppl_gen.inference.loop.Interrupted` after a whole
+            step). Engines ``svi``, ``em``, ``chees`` and ``adversarial`` can checkpoint.
+        resume: A checkpoint to continue from: the same model, data, engine, options and
+            seed give the same result as an uninterrupted fit (bit for bit on CPU, with a
+            fixed ``compile`` setting).
+        callback: ``callback(index, state, info)`` after every step.
 
     Returns:
         An immutable :class:`FitResult`.
@@ -66,6 +96,14 @@ def fit(model: GenerativeModel | Callable[..., Any],
         >>> tuple(result.samples["mu"].shape)
         (1, 50)
     """
+    with preserved():  # fit draws (prior traces, inits); the caller's RNG is put back
+        return _fit(model, data, engine, guide, config, device, seed, checkpoint,
+                    checkpoint_every, checkpoint_seconds, resume, callback, _loop, options)
+
+
+def _fit(model: Any, data: Any, engine: str, guide: Any, config: Any, device: Any,
+         seed: int, checkpoint: Any, checkpoint_every: Any, checkpoint_seconds: Any,
+         resume: Any, callback: Any, _loop: Any, options: dict[str, Any]) -> FitResult:
     runner = ENGINES[engine]
     if isinstance(guide, str):  # fit(..., guide="mvn") names an autoguide: a config option
         options["guide"], guide = guide, None
@@ -79,13 +117,26 @@ def fit(model: GenerativeModel | Callable[..., Any],
         if not isinstance(config, expected):
             raise TypeError(f"engine {engine!r} takes a {expected.__name__}, got "
                             f"{type(config).__name__}")
+        if engine in ("nuts", "hmc") and config.kernel != engine:
+            raise ValueError(f"engine {engine!r} was given MCMCConfig(kernel="
+                             f"{config.kernel!r}); pick one: engine={config.kernel!r}, or "
+                             f"kernel={engine!r}")
+    check_engine(model, engine)
     if guide is not None and engine != "svi":
         raise ValueError(f"a guide is only used by engine 'svi', not {engine!r}")
+    loop = LoopOptions(checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                       checkpoint_seconds=checkpoint_seconds, resume=resume,
+                       callback=callback, **(_loop or {}))
+    if (checkpoint is not None or resume is not None) and not runner.resumable:
+        raise ValueError(f"engine {engine!r} cannot checkpoint or resume: "
+                         f"{runner.cannot_resume}")
     problem = make_problem(model, data, guide=guide, device=device)
-    return check_result(runner.run(problem, config, seed))
+    result = runner.run(problem, config, seed,
+                        **{f.name: getattr(loop, f.name) for f in dataclasses.fields(loop)})
+    return check_result(result, stacklevel=4)  # the warning points at the caller of fit
 
 
-def check_result(result: FitResult, *, warn: bool = True) -> FitResult:
+def check_result(result: FitResult, *, warn: bool = True, stacklevel: int = 2) -> FitResult:
     """Attach the convergence diagnostics of a sampler's result (``info["diagnostics"]``,
     ``warnings``) and issue a :class:`ReliabilityWarning` when any check fails; other
     results pass through unchanged. ``fit`` calls it on every result."""
@@ -99,5 +150,5 @@ def check_result(result: FitResult, *, warn: bool = True) -> FitResult:
                                  warnings=tuple(messages))
     if warn and messages:
         warnings.warn(f"{result.engine} on {result.problem.name!r} may be unreliable:\n  - "
-                      + "\n  - ".join(messages), ReliabilityWarning, stacklevel=3)
+                      + "\n  - ".join(messages), ReliabilityWarning, stacklevel=stacklevel)
     return result

@@ -14,7 +14,6 @@ References:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -24,8 +23,8 @@ import torch
 from torch import Tensor
 
 from ..config import AdversarialConfig
-from .base import Engine, FitResult, Problem, StepInfo, num_threads
-from .progress import progress_bar
+from .base import FitResult, Problem, StepInfo
+from .loop import Engine
 
 __all__ = ["SupportsAdversarial", "AdversarialState", "init", "step", "run", "ENGINE"]
 
@@ -46,12 +45,14 @@ class AdversarialState(NamedTuple):
         optimizers: One Adam per phase, in phase order.
         generator: The torch generator that draws minibatch rows.
         num_steps: Steps taken so far.
+        config: The config the fit runs under.
     """
 
     problem: Problem
     optimizers: dict[str, torch.optim.Optimizer]
     generator: torch.Generator
     num_steps: int
+    config: AdversarialConfig | None = None
 
 
 def _model(problem: Problem) -> SupportsAdversarial:
@@ -68,6 +69,10 @@ def init(problem: Problem, config: AdversarialConfig | None = None,
     """One Adam per phase over that phase's parameters."""
     config = config or AdversarialConfig()
     model = _model(problem)
+    if config.batch_size > _num_rows(problem):
+        raise ValueError(f"batch_size={config.batch_size} is larger than the data "
+                         f"({_num_rows(problem)} rows); use batch_size <= "
+                         f"{_num_rows(problem)}")
     pyro.set_rng_seed(seed)
     optimizers = {}
     for name, params in model.adversarial_phases().items():
@@ -78,7 +83,9 @@ def init(problem: Problem, config: AdversarialConfig | None = None,
                                             betas=config.betas)
     device = next(iter(problem.data.values())).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    return AdversarialState(problem, optimizers, generator, 0)
+    if problem.module is not None:
+        problem.module.train()
+    return AdversarialState(problem, optimizers, generator, 0, config)
 
 
 def _num_rows(problem: Problem) -> int:
@@ -96,7 +103,10 @@ def _batch(state: AdversarialState, batch_size: int) -> dict[str, Tensor]:
 def step(state: AdversarialState,
          config: AdversarialConfig | None = None) -> tuple[AdversarialState, StepInfo]:
     """One minibatch through every phase; raises on a non-finite loss."""
-    config = config or AdversarialConfig()
+    config = config if config is not None else state.config
+    if config is None:
+        raise ValueError("adversarial.step needs the config: pass the state from "
+                         "adversarial.init")
     model = _model(state.problem)
     module = state.problem.module
     losses = {}
@@ -119,31 +129,49 @@ def step(state: AdversarialState,
     return state._replace(num_steps=state.num_steps + 1), StepInfo(total, losses)
 
 
-def run(problem: Problem, config: AdversarialConfig | None = None,
-        seed: int = 0) -> FitResult:
-    """``init`` then ``config.num_steps`` calls to ``step``; history per phase."""
-    config = config or AdversarialConfig()
-    start = time.perf_counter()
-    module = problem.module
-    with num_threads(config.num_threads):
-        state = init(problem, config, seed)
-        history: dict[str, list[float]] = {"loss": []}
-        bar = progress_bar(config.num_steps, "adversarial", enabled=config.progress_bar)
-        if module is not None:
-            module.train()
-        for index in range(config.num_steps):
-            state, info = step(state, config)
-            if index % config.log_every == 0 or index == config.num_steps - 1:
-                history["loss"].append(info.loss)
-                for key, value in info.extras.items():
-                    history.setdefault(key, []).append(value)
-            bar.update(loss=info.loss)
-        bar.close()
-    arrays = {k: np.asarray(v) for k, v in history.items()}
-    info_dict: dict[str, Any] = {"wall_time": time.perf_counter() - start,
-                                 "num_steps": config.num_steps,
+def _record(records: dict[str, Any], state: AdversarialState, info: StepInfo,
+            index: int) -> None:
+    config = state.config
+    if index % config.log_every == 0 or index == config.num_steps - 1:
+        records["loss"].append(info.loss)
+        for key, value in info.extras.items():
+            records.setdefault(key, []).append(value)
+
+
+def _finish(problem: Problem, config: AdversarialConfig, seed: int,
+            state: AdversarialState, records: dict[str, Any],
+            base_info: dict[str, Any]) -> FitResult:
+    arrays = {k: np.asarray(v) for k, v in records.items()}
+    info_dict: dict[str, Any] = {**base_info, "num_steps": config.num_steps,
                                  "phases": list(state.optimizers)}
     return FitResult("adversarial", problem, config, seed, arrays, info=info_dict)
 
 
-ENGINE = Engine(init, step, run, "two-player training: adversarial autoencoders, GANs")
+def state_dict(state: AdversarialState) -> dict[str, Any]:
+    module = state.problem.module
+    return {"model_state": {k: v.detach().clone() for k, v in module.state_dict().items()},
+            "optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
+            "generator": state.generator.get_state(), "num_steps": state.num_steps}
+
+
+def load_state_dict(state: AdversarialState, saved: dict[str, Any]) -> AdversarialState:
+    state.problem.module.load_state_dict(saved["model_state"])
+    for name, optimizer in state.optimizers.items():
+        optimizer.load_state_dict(saved["optimizers"][name])
+    state.generator.set_state(saved["generator"])
+    return state._replace(num_steps=saved["num_steps"])
+
+
+def run(problem: Problem, config: AdversarialConfig | None = None, seed: int = 0,
+        **loop: Any) -> FitResult:
+    """``init`` then ``config.num_steps`` calls to ``step``; history per phase."""
+    return ENGINE.run(problem, config or AdversarialConfig(), seed, **loop)
+
+
+ENGINE = Engine(
+    name="adversarial", config_class=AdversarialConfig, kind="two-player",
+    description="two-player training: adversarial autoencoders, GANs",
+    init=init, step=step, total_steps=lambda config: config.num_steps,
+    new_records=lambda config: {"loss": []}, record=_record, finish=_finish,
+    state_dict=state_dict, load_state_dict=load_state_dict,
+    label=lambda config: "adversarial")

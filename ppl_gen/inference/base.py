@@ -1,10 +1,5 @@
 """Shared engine machinery: the model adapter (:class:`Problem`), results, device and
-thread handling.
-
-Every engine exposes the same three layers: ``init(problem, config, seed) -> State``,
-``step(state) -> (State, StepInfo)`` and ``run(problem, config, seed) -> FitResult``, where
-``run`` is only a loop over ``step`` with a progress bar and checks.
-"""
+thread handling. The engine contract and the one run loop are in :mod:`.loop`."""
 
 from __future__ import annotations
 
@@ -26,8 +21,9 @@ from torch.distributions import biject_to
 
 from ..data.base import Dataset, as_tensor_dict
 from ..models.base import GenerativeModel
+from ..traces.sites import enumerated_sites, latent_sites, max_plate_nesting
 
-__all__ = ["Problem", "make_problem", "FitResult", "StepInfo", "Engine", "resolve_device",
+__all__ = ["Problem", "make_problem", "FitResult", "StepInfo", "resolve_device",
            "num_threads", "param_scope", "latent_sites", "enumerated_sites",
            "max_plate_nesting"]
 
@@ -242,10 +238,14 @@ def make_problem(model: GenerativeModel | Callable[..., Any],
     try:
         trace = problem.structure
     except (ValueError, RuntimeError, IndexError) as error:
-        raise ValueError(f"model {name!r} failed on the given data: {error}") from error
+        message = str(error).split("\nTrace Shapes:")[0]  # Pyro appends a shape table
+        raise ValueError(f"model {name!r} failed on the given data: {message}") from error
     observed = tuple(n for n, s in trace.nodes.items()
                      if s["type"] == "sample" and s["is_observed"]
                      and not s["infer"].get("_deterministic"))
+    for site in observed:
+        _check_support(trace.nodes[site], site, name,
+                       tensors.get(module.observed) if module is not None else None)
     if not observed:
         raise ValueError(f"model {name!r} has no observed sample site with the given data "
                          f"(keys: {', '.join(tensors) or 'none'}); pass the observations "
@@ -255,37 +255,47 @@ def make_problem(model: GenerativeModel | Callable[..., Any],
     return bound
 
 
-def latent_sites(trace: poutine.Trace) -> list[str]:
-    """Unobserved, non-enumerated sample sites (what MCMC and autoguides infer)."""
-    return [n for n, s in trace.nodes.items()
-            if s["type"] == "sample" and not s["is_observed"]
-            and not s["infer"].get("enumerate") and not s["infer"].get("_deterministic")
-            and not type(s["fn"]).__name__ == "_Subsample"]
+def _support_hint(support: Any) -> str:
+    text = str(support)
+    if "Boolean" in text:
+        return ("this likelihood needs binary 0/1 data: binarise it (e.g. x > 0.5), or use "
+                "a Gaussian likelihood (likelihood='gaussian')")
+    if "IntegerInterval" in text or "IntegerGreaterThan" in text:
+        return "this likelihood needs whole-number labels in its range; check the labels"
+    return "check the data's scaling and type against the model's likelihood"
 
 
-def enumerated_sites(trace: poutine.Trace) -> list[str]:
-    """Sites marked ``infer={"enumerate": ...}`` (summed out by TraceEnum_ELBO and NUTS)."""
-    return [n for n, s in trace.nodes.items()
-            if s["type"] == "sample" and s["infer"].get("enumerate")]
-
-
-def max_plate_nesting(trace: poutine.Trace) -> int:
-    """Deepest plate nesting among sample sites (needed for enumeration and vectorising)."""
-    depth = 0
-    for site in trace.nodes.values():
-        if site["type"] == "sample":
-            dims = [-f.dim for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None]
-            depth = max([depth, *dims])
-    return depth
-
-
-class Engine(NamedTuple):
-    """An inference engine's three layers plus a one-line description."""
-
-    init: Callable[..., Any]
-    step: Callable[..., Any]
-    run: Callable[..., FitResult]
-    description: str
+def _check_support(site: dict[str, Any], name: str, model: str, full: Any) -> None:
+    """An observed value outside its distribution's support (pixels of 3.0 under a
+    Bernoulli, float or out-of-range labels under a Categorical) gives a log-likelihood of
+    garbage without any error when the distribution skips validation: check it once here.
+    ``full`` is the whole observed tensor of a zoo model, whose structure trace may have
+    seen only a subsample."""
+    fn, value = site["fn"], site["value"]
+    support = getattr(fn, "support", None)
+    if support is None or not torch.is_tensor(value):
+        return
+    candidates = [value]
+    if torch.is_tensor(full) and full.shape[1:] == value.shape[1:] and full is not value:
+        candidates.insert(0, full)
+    for candidate in candidates:
+        try:
+            with torch.no_grad():
+                ok = support.check(candidate)
+        except (RuntimeError, ValueError, TypeError, NotImplementedError):
+            continue  # a parameter-dependent support that does not broadcast to all rows
+        if not torch.is_tensor(ok) or bool(ok.all()):
+            return
+        flat = candidate.reshape(candidate.shape[0], -1) if candidate.dim() > 1 \
+            else candidate.reshape(-1, 1)
+        bad_rows = (~ok).reshape(ok.shape[0], -1).any(-1) if ok.dim() else ok.new_ones(1)
+        row = int(bad_rows.nonzero()[0, 0]) if bad_rows.any() else 0
+        example = flat[row][:8].tolist()
+        raise ValueError(
+            f"observed site {name!r} of model {model!r} has values outside its "
+            f"distribution's support ({type(fn).__name__}, support {support}): "
+            f"{int(bad_rows.sum())} row(s), the first at row {row}: {example}; "
+            f"{_support_hint(support)}")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,18 @@ class BatchedPotential:
         self.enumerated = enumerated_sites(trace)
         names = latent_sites(trace)
         if not names:
-            raise ValueError(f"model {problem.name!r} has no latent sample sites to sample")
+            raise ValueError(f"model {problem.name!r} has no latent sample sites to sample: "
+                             "MCMC needs priors on its parameters; fit point parameters with "
+                             "'svi' or 'em'")
+        discrete = [n for n in names if trace.nodes[n]["fn"].support.is_discrete]
+        if discrete:
+            kinds = ", ".join(f"{n!r} ({type(trace.nodes[n]['fn']).__name__})"
+                              for n in discrete)
+            raise ValueError(f"model {problem.name!r} has discrete latent site(s) {kinds}, "
+                             "which Hamiltonian Monte Carlo cannot move; mark them "
+                             "infer={'enumerate': 'parallel'} to sum them out exactly, "
+                             "marginalise them in the model, or use engine 'nuts' (which "
+                             "sums them out itself)")
         self.dim = 0
         for name in names:
             site = trace.nodes[name]

@@ -27,6 +27,8 @@ References:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import time
 from typing import Any, NamedTuple
@@ -36,11 +38,11 @@ import torch
 from torch import Tensor
 
 from ..config import ChEESConfig
-from .base import Engine, FitResult, Problem, StepInfo, num_threads
+from .base import FitResult, Problem, StepInfo
 from .batched import BatchedPotential
 from .compiled import CompiledFunction, compile_function, normalize_backend
+from .loop import Engine
 from .mcmc import _deterministic
-from .progress import progress_bar
 
 __all__ = ["ChEESState", "init", "step", "run", "ENGINE", "warmup_windows"]
 
@@ -65,6 +67,11 @@ class ChEESState(NamedTuple):
             (see :mod:`ppl_gen.inference.compiled`), or the eager function.
         metric: The kind of the current mass-matrix estimate: ``"diagonal"`` or ``"dense"``
             (with ``mass_matrix="auto"`` chosen from each window's draws).
+        config: The config the fit runs under.
+        gradient_evaluations: Leapfrog steps so far (the batch runs as long as its longest
+            chain), warmup included.
+        compile_decision: What ``compile="auto"`` decided and why (``""``: not yet).
+        timer: ``time.perf_counter()`` when the eager steps began being timed.
     """
 
     potential: BatchedPotential
@@ -82,6 +89,10 @@ class ChEESState(NamedTuple):
     generator: torch.Generator
     leapfrog: CompiledFunction
     metric: str = "diagonal"
+    config: ChEESConfig | None = None
+    gradient_evaluations: float = 0.0
+    compile_decision: str = ""
+    timer: float = 0.0
 
 
 def warmup_windows(num_warmup: int) -> tuple[int, list[int]]:
@@ -151,7 +162,7 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
     metric = "dense" if config.mass_matrix == "dense" else "diagonal"
     return ChEESState(potential, q, energy, grad, step_size, inv_mass, inv_mass.clone(),
                       log_t, _dual_start(step_size), adam, window, 0, generator, leapfrog,
-                      metric)
+                      metric, config, 0.0, "", time.perf_counter())
 
 
 def _empty_window(q: Tensor, dense: bool) -> dict[str, Any]:
@@ -421,7 +432,9 @@ def _floor(var: Tensor, shrink: float) -> Tensor:
 
 def step(state: ChEESState, config: ChEESConfig | None = None) -> tuple[ChEESState, StepInfo]:
     """One iteration of every chain (adapting while ``iteration < num_warmup``)."""
-    config = config or ChEESConfig()
+    config = config if config is not None else state.config
+    if config is None:
+        raise ValueError("chees.step needs the config: pass the state from chees.init")
     new, _ = _transition(state, config)
     moved = state
     if state.iteration < config.num_warmup:  # adapt from the pre-transition state
@@ -487,47 +500,46 @@ def _expected_steps(state: ChEESState, config: ChEESConfig, so_far: float,
     return remaining * per_iteration
 
 
-def run(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> FitResult:
-    """Warm up, then draw ``num_samples`` per chain; draws shaped (chain, draw, ...)."""
-    config = config or ChEESConfig()
-    start = time.perf_counter()
+def _run_step(state: ChEESState) -> tuple[ChEESState, StepInfo]:
+    """:func:`step`, counting gradient evaluations, and with ``compile="auto"`` the
+    decision to compile: time the eager step for a few iterations, then compile only if
+    the rest of the run is expected to cost more than compiling (a cold process pays
+    Inductor's start-up: a short run is faster eager); asked again after warmup, when T
+    and the step sizes are known."""
+    config = state.config
+    state, info = step(state, config)
+    done = state.gradient_evaluations + float(info.extras["num_steps"].max())
+    state = state._replace(gradient_evaluations=done)
     total = config.num_warmup + config.num_samples
-    with num_threads(config.num_threads), pyro.validation_enabled(False), torch.no_grad():
-        state = init(problem, config, seed, defer_compile=True)
-        kept: list[Tensor] = []
-        stats: list[dict[str, Tensor]] = []
-        bar = progress_bar(total, f"ChEES x{config.num_chains}", enabled=config.progress_bar)
-        # compile="auto": time the eager step for a few iterations, then compile only if the
-        # rest of the run is expected to cost more than compiling (a cold process pays
-        # Inductor's start-up: a short run is faster eager); asked again after warmup,
-        # when T and the step sizes are known.
-        decide_at = {min(10, total), config.num_warmup}
-        steps_so_far, decision, timed = 0.0, "", time.perf_counter()
-        for _ in range(total):
-            state, info = step(state, config)
-            steps_so_far += float(info.extras["num_steps"].max())
-            if state.iteration in decide_at:
-                per_step = (time.perf_counter() - timed) / max(steps_so_far, 1.0)
-                state, said = maybe_compile(
-                    state, config, seconds_per_step=per_step,
-                    remaining_steps=_expected_steps(state, config, steps_so_far,
-                                                    state.iteration))
-                decision = said or decision
-            if state.iteration > config.num_warmup:
-                kept.append(state.q)
-                stats.append(info.extras)
-            bar.update(energy=info.loss)
-        bar.close()
-        draws = torch.stack(kept, 1)  # (C, S, D)
-        num_chains, num_draws = draws.shape[:2]
-        constrained = state.potential.constrain(draws.reshape(num_chains * num_draws, -1))
-        samples = {k: v.reshape(num_chains, num_draws, *v.shape[1:])
-                   for k, v in constrained.items()}
+    if state.iteration in {min(10, total), config.num_warmup}:
+        per_step = (time.perf_counter() - state.timer) / max(done, 1.0)
+        state, said = maybe_compile(
+            state, config, seconds_per_step=per_step,
+            remaining_steps=_expected_steps(state, config, done, state.iteration))
+        if said:
+            state = state._replace(compile_decision=said)
+    return state, info
+
+
+def _record(records: dict[str, Any], state: ChEESState, info: StepInfo, index: int) -> None:
+    if state.iteration > state.config.num_warmup:
+        records["kept"].append(state.q)
+        records["stats"].append(info.extras)
+
+
+def _finish(problem: Problem, config: ChEESConfig, seed: int, state: ChEESState,
+            records: dict[str, Any], base_info: dict[str, Any]) -> FitResult:
+    kept, stats = records["kept"], records["stats"]
+    draws = torch.stack(kept, 1)  # (C, S, D)
+    num_chains, num_draws = draws.shape[:2]
+    constrained = state.potential.constrain(draws.reshape(num_chains * num_draws, -1))
+    samples = {k: v.reshape(num_chains, num_draws, *v.shape[1:])
+               for k, v in constrained.items()}
     samples.update(_deterministic(problem, samples, seed))
     sample_stats = {k: torch.stack([s[k] for s in stats], 1).cpu().numpy()
                     for k in stats[0]}
     sample_stats["diverging"] = sample_stats["diverging"].astype(bool)
-    info = {"wall_time": time.perf_counter() - start,
+    info = {**base_info,
             "num_divergences": int(sample_stats["diverging"].sum()),
             "divergences_per_chain": sample_stats["diverging"].sum(1).tolist(),
             "step_size_per_chain": state.step_size.cpu().tolist(),
@@ -536,17 +548,83 @@ def run(problem: Problem, config: ChEESConfig | None = None, seed: int = 0) -> F
             "compiled": state.leapfrog.backend,
             "compile_reason": state.leapfrog.reason,
             "compile_seconds": state.leapfrog.compile_seconds,
-            "compile_decision": decision or None,
+            "compile_decision": state.compile_decision or None,
             "mean_accept_prob": float(sample_stats["accept_prob"].mean()),
             # leapfrog steps of the whole run (the batch runs as long as its longest chain),
             # warmup included: a hard warmup can cost far more than the draws
-            "gradient_evaluations": int(steps_so_far),
+            "gradient_evaluations": int(state.gradient_evaluations),
             "sampling_gradient_evaluations": int(sample_stats["num_steps"].max(0).sum())}
     history = {"loss": sample_stats["potential_energy"].mean(0)}
     return FitResult("chees", problem, config, seed, history, samples=samples,
                      sample_stats=sample_stats, info=info)
 
 
-ENGINE = Engine(init, step, run, "ChEES-HMC: many chains in lockstep on one batched "
-                                 "potential (vectorised over a chain plate)")
+_TENSOR_FIELDS = ("q", "energy", "grad", "step_size", "inv_mass", "momentum_factor",
+                  "log_trajectory")
+
+
+def state_dict(state: ChEESState) -> dict[str, Any]:
+    """Every adapted quantity, the generator and how the leapfrog was compiled."""
+    return {**{name: getattr(state, name).detach().clone() for name in _TENSOR_FIELDS},
+            "dual": dict(state.dual), "adam": dict(state.adam), "window": dict(state.window),
+            "iteration": state.iteration, "generator": state.generator.get_state(),
+            "metric": state.metric, "gradient_evaluations": state.gradient_evaluations,
+            "compile_decision": state.compile_decision,
+            "compiled": state.leapfrog.backend, "compile_reason": state.leapfrog.reason}
+
+
+def load_state_dict(state: ChEESState, saved: dict[str, Any]) -> ChEESState:
+    """A fresh ``init`` state with a checkpoint's values. A leapfrog the interrupted run
+    had compiled is compiled again at once (so the numbers match an uninterrupted run)."""
+    device = state.q.device
+    values = {name: saved[name].to(device) for name in _TENSOR_FIELDS}
+
+    def to_device(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(device) if torch.is_tensor(v) else v for k, v in d.items()}
+
+    state.generator.set_state(saved["generator"])
+    state = state._replace(**values, dual=to_device(saved["dual"]),
+                           adam=to_device(saved["adam"]), window=to_device(saved["window"]),
+                           iteration=saved["iteration"], metric=saved["metric"],
+                           gradient_evaluations=saved["gradient_evaluations"],
+                           compile_decision=saved["compile_decision"],
+                           timer=time.perf_counter())
+    dense = state.inv_mass.dim() == 2
+    if saved["compiled"] != "eager":
+        active = torch.ones(state.q.shape[0], 1, dtype=torch.bool, device=device)
+        leapfrog = compile_function(
+            _leapfrog(state.potential, dense),
+            (state.q, torch.zeros_like(state.q), state.grad, state.energy,
+             state.step_size.unsqueeze(-1), state.inv_mass, active),
+            backend=saved["compiled"], name=f"the potential of {state.potential.problem.name!r}")
+        state = state._replace(leapfrog=leapfrog)
+    else:
+        state = state._replace(leapfrog=CompiledFunction(
+            _leapfrog(state.potential, dense), "eager", saved["compile_reason"], 0.0))
+    return state
+
+
+def _context(config: ChEESConfig) -> Any:
+    stack = contextlib.ExitStack()
+    stack.enter_context(pyro.validation_enabled(False))
+    stack.enter_context(torch.no_grad())
+    return stack
+
+
+def run(problem: Problem, config: ChEESConfig | None = None, seed: int = 0,
+        **loop: Any) -> FitResult:
+    """Warm up, then draw ``num_samples`` per chain; draws shaped (chain, draw, ...)."""
+    return ENGINE.run(problem, config or ChEESConfig(), seed, **loop)
+
+
+ENGINE = Engine(
+    name="chees", config_class=ChEESConfig, kind="sampler",
+    description="ChEES-HMC: many chains in lockstep on one batched potential (vectorised "
+                "over a chain plate)",
+    init=functools.partial(init, defer_compile=True), step=_run_step,
+    total_steps=lambda config: config.num_warmup + config.num_samples,
+    new_records=lambda config: {"kept": [], "stats": []}, record=_record, finish=_finish,
+    state_dict=state_dict, load_state_dict=load_state_dict, context=_context,
+    label=lambda config: f"ChEES x{config.num_chains}",
+    postfix=lambda info: {"energy": info.loss})
 

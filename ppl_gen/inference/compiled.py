@@ -37,32 +37,17 @@ import pyro
 import torch
 from torch import Tensor
 
+from ..traces.tracing import _tracing, tracing  # noqa: F401  (tracing: re-exported)
+
 __all__ = ["BACKENDS", "CompiledFunction", "CompileError", "compile_function", "tracing"]
 
 BACKENDS = ("auto", "inductor", "fx", "eager")
 
-_depth = 0
 
 
 class CompileError(RuntimeError):
     """An explicitly requested backend could not compile the function (or disagreed with
     eager execution)."""
-
-
-def tracing() -> bool:
-    """True while ppl_gen traces a function (and under ``torch.compile``/``torch.jit``
-    tracing): skip Python checks on data values there."""
-    return (_depth > 0 or torch.compiler.is_compiling() or torch.jit.is_tracing())
-
-
-@contextlib.contextmanager
-def _tracing() -> Iterator[None]:
-    global _depth
-    _depth += 1
-    try:
-        yield
-    finally:
-        _depth -= 1
 
 
 @dataclass

@@ -8,7 +8,8 @@ form, so the log-likelihood never decreases — which the engine checks.
 
 from __future__ import annotations
 
-import time
+import dataclasses
+import functools
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -16,8 +17,8 @@ import torch
 from torch import Tensor
 
 from ..config import EMConfig
-from .base import Engine, FitResult, Problem, StepInfo, num_threads
-from .progress import progress_bar
+from .base import FitResult, Problem, StepInfo
+from .loop import Engine
 
 __all__ = ["SupportsEM", "EMState", "init", "step", "run", "ENGINE"]
 
@@ -40,12 +41,16 @@ class EMState(NamedTuple):
         log_likelihood: Mean per-datum log-likelihood at the current parameters.
         num_iterations: Completed iterations.
         converged: Whether the last improvement was below ``tol``.
+        config: The config the fit runs under.
+        initial_log_likelihood: At the initial parameters (the history's first entry).
     """
 
     problem: Problem
     log_likelihood: float
     num_iterations: int
     converged: bool
+    config: EMConfig | None = None
+    initial_log_likelihood: float | None = None
 
 
 def _model(problem: Problem) -> SupportsEM:
@@ -76,12 +81,14 @@ def init(problem: Problem, config: EMConfig | None = None, seed: int = 0, *,
         model.initialize(x, init=config.init, seed=seed)
     with torch.no_grad():
         ll = float(model.log_likelihood(x).mean())
-    return EMState(problem, ll, 0, False)
+    return EMState(problem, ll, 0, False, config, ll)
 
 
 def step(state: EMState, config: EMConfig | None = None) -> tuple[EMState, StepInfo]:
     """One E step and one M step; checks that the log-likelihood did not decrease."""
-    config = config or EMConfig()
+    config = config if config is not None else state.config
+    if config is None:
+        raise ValueError("em.step needs the config: pass the state from em.init")
     model = _model(state.problem)
     x = _x(state.problem)
     with torch.no_grad():
@@ -97,28 +104,21 @@ def step(state: EMState, config: EMConfig | None = None) -> tuple[EMState, StepI
                            f"{ll:.10g} at iteration {state.num_iterations + 1}: the E or M "
                            "step is not exact for this model")
     converged = abs(ll - state.log_likelihood) < config.tol
-    new_state = EMState(state.problem, ll, state.num_iterations + 1, converged)
+    new_state = state._replace(log_likelihood=ll, num_iterations=state.num_iterations + 1,
+                               converged=converged, config=config)
     return new_state, StepInfo(-ll, {"log_likelihood": ll})
 
 
-def run(problem: Problem, config: EMConfig | None = None, seed: int = 0, *,
-        initialize: bool = True) -> FitResult:
-    """Iterate until the mean log-likelihood improves by less than ``tol`` or ``max_iter``."""
-    config = config or EMConfig()
-    start = time.perf_counter()
-    with num_threads(config.num_threads):
-        state = init(problem, config, seed, initialize=initialize)
-        history = [state.log_likelihood]
-        bar = progress_bar(config.max_iter, "EM", enabled=config.progress_bar)
-        while state.num_iterations < config.max_iter and not state.converged:
-            state, info = step(state, config)
-            history.append(state.log_likelihood)
-            bar.update(log_likelihood=state.log_likelihood)
-        bar.close()
-    lls = np.asarray(history)
+def _record(records: dict[str, Any], state: EMState, info: StepInfo, index: int) -> None:
+    records["log_likelihood"].append(state.log_likelihood)
+
+
+def _finish(problem: Problem, config: EMConfig, seed: int, state: EMState,
+            records: dict[str, Any], base_info: dict[str, Any]) -> FitResult:
+    lls = np.asarray([state.initial_log_likelihood, *records["log_likelihood"]])
     num_data = int(_x(problem).shape[0])
     info: dict[str, Any] = {
-        "wall_time": time.perf_counter() - start, "num_iterations": state.num_iterations,
+        **base_info, "num_iterations": state.num_iterations,
         "converged": state.converged, "mean_log_likelihood": float(lls[-1]),
         "log_likelihood": float(lls[-1]) * num_data,
     }
@@ -126,4 +126,36 @@ def run(problem: Problem, config: EMConfig | None = None, seed: int = 0, *,
     return FitResult("em", problem, config, seed, history_dict, info=info)
 
 
-ENGINE = Engine(init, step, run, "expectation maximisation with exact E step (GMM, PPCA, FA)")
+def state_dict(state: EMState) -> dict[str, Any]:
+    module = state.problem.module
+    return {"model_state": {k: v.detach().clone() for k, v in module.state_dict().items()},
+            "log_likelihood": state.log_likelihood, "num_iterations": state.num_iterations,
+            "converged": state.converged,
+            "initial_log_likelihood": state.initial_log_likelihood}
+
+
+def load_state_dict(state: EMState, saved: dict[str, Any]) -> EMState:
+    state.problem.module.load_state_dict(saved["model_state"])
+    return state._replace(log_likelihood=saved["log_likelihood"],
+                          num_iterations=saved["num_iterations"],
+                          converged=saved["converged"],
+                          initial_log_likelihood=saved["initial_log_likelihood"])
+
+
+def run(problem: Problem, config: EMConfig | None = None, seed: int = 0, *,
+        initialize: bool = True, **loop: Any) -> FitResult:
+    """Iterate until the mean log-likelihood improves by less than ``tol`` or ``max_iter``
+    (``initialize=False`` starts from the model's current parameters)."""
+    engine = ENGINE if initialize else dataclasses.replace(
+        ENGINE, init=functools.partial(init, initialize=False))
+    return engine.run(problem, config or EMConfig(), seed, **loop)
+
+
+ENGINE = Engine(
+    name="em", config_class=EMConfig, kind="point",
+    description="expectation maximisation with exact E step (GMM, PPCA, FA)",
+    init=init, step=step, total_steps=lambda config: config.max_iter,
+    new_records=lambda config: {"log_likelihood": []}, record=_record, finish=_finish,
+    done=lambda state: state.converged, state_dict=state_dict,
+    load_state_dict=load_state_dict, label=lambda config: "EM",
+    postfix=lambda info: {"log_likelihood": info.extras["log_likelihood"]})

@@ -9,7 +9,7 @@ interface and is the correctness reference.
 
 from __future__ import annotations
 
-import time
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,16 +22,14 @@ from torch import Tensor
 
 from ..config import MCMCConfig
 from .base import (
-    Engine,
     FitResult,
     Problem,
     StepInfo,
     latent_sites,
     max_plate_nesting,
-    num_threads,
 )
+from .loop import Engine
 from .predictive import evaluate_draws
-from .progress import progress_bar
 
 __all__ = ["MCMCState", "init", "step", "run", "ENGINE_NUTS", "ENGINE_HMC"]
 
@@ -78,6 +76,14 @@ def init(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> M
         raise ValueError(f"model {problem.name!r} has no latent sample sites to sample: "
                          "MCMC needs priors on its parameters (e.g. bayesian_gmm, not gmm); "
                          "fit point parameters with 'svi' or 'em'")
+    trace = problem.structure
+    discrete = [n for n in latent_sites(trace) if trace.nodes[n]["fn"].support.is_discrete]
+    if discrete:
+        warnings.warn(f"discrete latent site(s) {', '.join(discrete)} of {problem.name!r} are "
+                      f"summed out by {config.kernel.upper()} (enumerated), so they are not "
+                      "in result.samples; draw them afterwards with "
+                      "pyro.infer.infer_discrete, or mark them infer={'enumerate': "
+                      "'parallel'} to make the summing explicit", UserWarning, stacklevel=3)
     kernels, params = [], []
     for chain in range(config.num_chains):
         pyro.set_rng_seed(seed + 1000 * chain)  # distinct, reproducible initial points
@@ -134,37 +140,26 @@ def _constrain(kernel: MCMCKernel, params: dict[str, Tensor]) -> dict[str, Tenso
     return out
 
 
-def run(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> FitResult:
-    """Warm up, then draw ``num_samples`` per chain; returns draws shaped (chain, draw, ...)
-    with deterministic sites evaluated at every draw."""
-    config = config or MCMCConfig()
-    start = time.perf_counter()
-    total = config.num_warmup + config.num_samples
-    # Like Pyro's MCMC runner (disable_validation=True): distribution argument checks on
-    # every leapfrog step cost time and NaNs during adaptation are expected.
-    with num_threads(config.num_threads), pyro.validation_enabled(False):
-        state = init(problem, config, seed)
-        draws: list[list[dict[str, Tensor]]] = [[] for _ in range(config.num_chains)]
-        stats: list[dict[str, np.ndarray]] = []
-        bar = progress_bar(total, f"{config.kernel.upper()} x{config.num_chains}",
-                           enabled=config.progress_bar)
-        for _ in range(total):
-            state, info = step(state)
-            if state.iteration > config.num_warmup:
-                for chain, (kernel, params) in enumerate(zip(state.kernels, state.params)):
-                    draws[chain].append(_constrain(kernel, params))
-                stats.append(info.extras)
-            bar.update(energy=info.loss)
-        bar.close()
-        for kernel in state.kernels:
-            kernel.cleanup()
+def _record(records: dict[str, Any], state: MCMCState, info: StepInfo, index: int) -> None:
+    if state.iteration > state.config.num_warmup:
+        for chain, (kernel, params) in enumerate(zip(state.kernels, state.params)):
+            records["draws"][chain].append(_constrain(kernel, params))
+        records["stats"].append(info.extras)
+
+
+def _finish(problem: Problem, config: MCMCConfig, seed: int, state: MCMCState,
+            records: dict[str, Any], base_info: dict[str, Any]) -> FitResult:
+    for kernel in state.kernels:
+        kernel.cleanup()
+    draws, stats = records["draws"], records["stats"]
+    with pyro.validation_enabled(False):
         samples = {name: torch.stack([torch.stack([d[name] for d in chain])
                                       for chain in draws])
                    for name in draws[0][0]}
         samples.update(_deterministic(problem, samples, seed))
     sample_stats = {k: np.stack([s[k] for s in stats], axis=1) for k in stats[0]}
     sample_stats["diverging"] = sample_stats["diverging"].astype(bool)
-    info = {"wall_time": time.perf_counter() - start,
+    info = {**base_info,
             "num_divergences": int(sample_stats["diverging"].sum()),
             "divergences_per_chain": sample_stats["diverging"].sum(1).tolist(),
             "step_size_per_chain": [float(k.step_size) for k in state.kernels],
@@ -172,6 +167,15 @@ def run(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> Fi
     history = {"loss": sample_stats["potential_energy"].mean(0)}
     return FitResult(config.kernel, problem, config, seed, history, samples=samples,
                      sample_stats=sample_stats, info=info)
+
+
+def run(problem: Problem, config: MCMCConfig | None = None, seed: int = 0,
+        **loop: Any) -> FitResult:
+    """Warm up, then draw ``num_samples`` per chain; returns draws shaped (chain, draw, ...)
+    with deterministic sites evaluated at every draw."""
+    config = config or MCMCConfig()
+    engine = ENGINE_NUTS if config.kernel == "nuts" else ENGINE_HMC
+    return engine.run(problem, config, seed, **loop)
 
 
 def _deterministic(problem: Problem, samples: dict[str, Tensor], seed: int
@@ -183,5 +187,22 @@ def _deterministic(problem: Problem, samples: dict[str, Tensor], seed: int
     return {k: v.reshape(num_chains, num_draws, *v.shape[1:]) for k, v in values.items()}
 
 
-ENGINE_NUTS = Engine(init, step, run, "No-U-Turn sampler (Pyro NUTS), several chains")
-ENGINE_HMC = Engine(init, step, run, "Hamiltonian Monte Carlo, fixed path length (Pyro HMC)")
+def _engine(kernel: str, description: str) -> Engine:
+    return Engine(
+        name=kernel, config_class=MCMCConfig, kind="sampler", description=description,
+        init=init, step=step,
+        total_steps=lambda config: config.num_warmup + config.num_samples,
+        new_records=lambda config: {"draws": [[] for _ in range(config.num_chains)],
+                                    "stats": []},
+        record=_record, finish=_finish,
+        # Like Pyro's MCMC runner (disable_validation=True): distribution argument checks
+        # on every leapfrog step cost time and NaNs during adaptation are expected.
+        context=lambda config: pyro.validation_enabled(False),
+        label=lambda config: f"{config.kernel.upper()} x{config.num_chains}",
+        postfix=lambda info: {"energy": info.loss},
+        cannot_resume="Pyro's NUTS/HMC kernels keep their adaptation state in objects "
+                      "that cannot be saved; use engine 'chees', which resumes exactly")
+
+
+ENGINE_NUTS = _engine("nuts", "No-U-Turn sampler (Pyro NUTS), several chains")
+ENGINE_HMC = _engine("hmc", "Hamiltonian Monte Carlo, fixed path length (Pyro HMC)")

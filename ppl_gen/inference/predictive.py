@@ -17,6 +17,7 @@ import pyro.poutine as poutine
 import torch
 from torch import Tensor
 
+from .._rng import seeded_call
 from .base import Problem, enumerated_sites, max_plate_nesting
 
 __all__ = ["DrawEvaluation", "evaluate_draws", "draw_from_guide"]
@@ -145,6 +146,7 @@ def _collect(traces: poutine.Trace | list[poutine.Trace], reference: poutine.Tra
 
 
 @torch.no_grad()
+@seeded_call
 def evaluate_draws(problem: Problem, draws: dict[str, Tensor], *, seed: int = 0,
                    log_likelihood: bool = True, posterior_predictive: bool = True,
                    vectorise: bool = True) -> DrawEvaluation:
@@ -184,7 +186,6 @@ def evaluate_draws(problem: Problem, draws: dict[str, Tensor], *, seed: int = 0,
         used_vectorised.append(False)
         return _loop(problem, draws, uncondition)
 
-    pyro.set_rng_seed(seed)
     conditioned = pass_(False)
     det = _collect(conditioned, reference, deterministic, num, log_prob=False)
     loglik: dict[str, Tensor] = {}
@@ -203,6 +204,7 @@ def evaluate_draws(problem: Problem, draws: dict[str, Tensor], *, seed: int = 0,
 
 
 @torch.no_grad()
+@seeded_call
 def draw_from_guide(problem: Problem, guide: Any, num_samples: int, *, seed: int = 0,
                     param_state: dict | None = None) -> dict[str, Tensor]:
     """S draws of every latent site from a fitted guide, each shaped (S, *site_shape).
@@ -212,7 +214,6 @@ def draw_from_guide(problem: Problem, guide: Any, num_samples: int, *, seed: int
     """
     from .base import latent_sites, param_scope
 
-    pyro.set_rng_seed(seed)
     model_trace = problem.structure
     wanted = latent_sites(model_trace)
     out: dict[str, list[Tensor]] = {name: [] for name in wanted}

@@ -8,12 +8,13 @@ __all__ = ["progress_bar"]
 
 
 class _Bar:
-    def __init__(self, total: int, description: str, enabled: bool) -> None:
+    def __init__(self, total: int, description: str, enabled: bool, initial: int = 0) -> None:
         self._bar = None
         if enabled:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=description, dynamic_ncols=True)
+            self._bar = tqdm(total=total, desc=description, dynamic_ncols=True,
+                             initial=initial)
 
     def update(self, **postfix: Any) -> None:
         if self._bar is not None:
@@ -27,6 +28,7 @@ class _Bar:
             self._bar.close()
 
 
-def progress_bar(total: int, description: str, *, enabled: bool) -> _Bar:
-    """A tqdm bar, or a no-op when ``enabled`` is False."""
-    return _Bar(total, description, enabled)
+def progress_bar(total: int, description: str, *, enabled: bool, initial: int = 0) -> _Bar:
+    """A tqdm bar (starting at ``initial`` for a resumed run), or a no-op when ``enabled``
+    is False."""
+    return _Bar(total, description, enabled, initial)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -19,24 +18,23 @@ import pyro.infer.autoguide as autoguide
 import pyro.optim
 import pyro.poutine as poutine
 import torch
-from pyro.infer import SVI, RenyiELBO, TraceEnum_ELBO
+from pyro.infer import SVI
 from pyro.optim.clipped_adam import ClippedAdam
 
 from ..config import SVIConfig
+from ..models.base import GenerativeModel
 from .base import (
-    Engine,
     FitResult,
     Problem,
     StepInfo,
     enumerated_sites,
     latent_sites,
     max_plate_nesting,
-    num_threads,
     param_scope,
 )
 from .compiled import CompiledFunction, CompileError, compile_function
-from .losses import LeanTrace_ELBO, LeanTraceMeanField_ELBO
-from .progress import progress_bar
+from .loop import Engine
+from .objectives import OBJECTIVES
 
 __all__ = ["SVIState", "init", "step", "run", "build_guide", "build_loss", "ENGINE"]
 
@@ -184,8 +182,6 @@ class _SVI(SVI):
 
 
 def _is_generative_model(module: object) -> bool:
-    from ..models.base import GenerativeModel  # models import inference.importance
-
     return isinstance(module, GenerativeModel)
 
 
@@ -199,6 +195,7 @@ class SVIState(NamedTuple):
         param_state: The fit's private param store (shared, updated in place by Pyro).
         step_kwargs: Extra keyword arguments for each step (``subsample_size``).
         num_steps: Steps taken so far.
+        config: The config the fit runs under.
     """
 
     svi: SVI
@@ -207,6 +204,7 @@ class SVIState(NamedTuple):
     param_state: dict
     step_kwargs: dict[str, Any]
     num_steps: int
+    config: SVIConfig | None = None
 
 
 def _empty_guide(*args: Any, **kwargs: Any) -> None:
@@ -270,15 +268,7 @@ def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
                          f"({', '.join(enumerated)}); use loss='enum' (or 'auto')")
     common = {"num_particles": config.num_particles, "max_plate_nesting": nesting,
               "vectorize_particles": config.vectorize_particles}
-    if loss == "trace":
-        return LeanTrace_ELBO(**common)
-    if loss == "meanfield":
-        return LeanTraceMeanField_ELBO(**common)
-    if loss == "enum":
-        return TraceEnum_ELBO(**common)
-    if loss == "renyi":
-        return RenyiELBO(alpha=config.renyi_alpha, **common)
-    return RenyiELBO(alpha=0.0, **common)  # iwae
+    return OBJECTIVES[loss](config, **common)
 
 
 def _optimizer(config: SVIConfig) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
@@ -304,6 +294,30 @@ def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
+def check_guide_sites(problem: Problem, guide: Callable[..., Any]) -> None:
+    """A user's guide with sample sites the model lacks (a typo, a renamed latent) makes
+    Pyro warn once per step and optimise a meaningless bound: refuse it up front. The guide
+    runs once in a throwaway param store with the random state put back, so the fit is
+    exactly what it would have been."""
+    model_sites = {n for n, s in problem.structure.nodes.items() if s["type"] == "sample"}
+    rng = pyro.util.get_rng_state()
+    try:
+        with param_scope(None), poutine.block(), torch.no_grad():
+            guide_trace = poutine.trace(guide).get_trace(**problem.data)
+    except Exception:  # noqa: BLE001 - a guide that fails here fails the same way in step 1
+        return
+    finally:
+        pyro.util.set_rng_state(rng)
+    extra = sorted(n for n, s in guide_trace.nodes.items() if s["type"] == "sample"
+                   and not s["is_observed"] and type(s["fn"]).__name__ != "_Subsample"
+                   and n not in model_sites)
+    if extra:
+        latents = latent_sites(problem.structure)
+        raise ValueError(f"the guide has sample site(s) {', '.join(extra)} that model "
+                         f"{problem.name!r} lacks; a guide must sample the model's latent "
+                         f"sites ({', '.join(latents) or 'none'}) under the same names")
+
+
 def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SVIState:
     """Build guide, loss and optimiser in a fresh private param store."""
     config = config or SVIConfig()
@@ -317,6 +331,8 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
         module = problem.module
         known_guide = (guide is _empty_guide or isinstance(guide, autoguide.AutoGuide)
                        or (module is not None and guide == getattr(module, "guide", None)))
+        if not known_guide:
+            check_guide_sites(problem, guide)
         svi = _SVI(problem.model, guide, _optimizer(config), loss,
                    module if known_guide else None,
                    compile=False if config.compile in (False, "eager") else config.compile)
@@ -332,8 +348,13 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
                     f"batch_size was set but model {problem.name!r} takes no subsample_size "
                     "argument; give it one and pass it to pyro.plate('data', N, "
                     "subsample_size=subsample_size), or leave batch_size=None")
+            num_data = _num_data(problem)
+            if num_data is not None and batch_size > num_data:
+                raise ValueError(f"batch_size={batch_size} is larger than the data "
+                                 f"({num_data} rows); use batch_size <= {num_data}, or "
+                                 "batch_size=None for the full data every step")
             step_kwargs["subsample_size"] = batch_size
-    return SVIState(svi, guide, problem, state, step_kwargs, 0)
+    return SVIState(svi, guide, problem, state, step_kwargs, 0, config)
 
 
 def _num_data(problem: Problem) -> int | None:
@@ -378,26 +399,20 @@ def evaluate_loss(state: SVIState) -> float:
         return float(state.svi.evaluate_loss(**state.problem.data))
 
 
-def run(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> FitResult:
-    """``init`` then ``config.num_steps`` calls to ``step``."""
-    config = config or SVIConfig()
-    start = time.perf_counter()
-    with num_threads(config.num_threads):
-        state = init(problem, config, seed)
-        losses = []
-        bar = progress_bar(config.num_steps, "SVI", enabled=config.progress_bar)
-        for index in range(config.num_steps):
-            state, info = step(state)
-            if index % config.log_every == 0 or index == config.num_steps - 1:
-                losses.append(info.loss)
-            bar.update(loss=info.loss)
-        bar.close()
-    losses_arr = np.asarray(losses)
+def _record(records: dict[str, Any], state: SVIState, info: StepInfo, index: int) -> None:
+    config = state.config
+    if index % config.log_every == 0 or index == config.num_steps - 1:
+        records["loss"].append(info.loss)
+
+
+def _finish(problem: Problem, config: SVIConfig, seed: int, state: SVIState,
+            records: dict[str, Any], base_info: dict[str, Any]) -> FitResult:
+    losses_arr = np.asarray(records["loss"], dtype=float)
     history = {"loss": losses_arr, "elbo": -losses_arr}
     elbo = getattr(state.svi.loss, "__self__", state.svi.loss)  # SVI stores elbo.loss
     guide_name = (state.guide.__name__ if inspect.isfunction(state.guide)
                   else type(state.guide).__name__)
-    info = {"wall_time": time.perf_counter() - start, "num_steps": config.num_steps,
+    info = {**base_info, "num_steps": config.num_steps,
             "final_loss": float(losses_arr[-1]), "guide": guide_name,
             "loss": type(elbo).__name__}
     if config.compile not in (False, "eager"):
@@ -411,4 +426,51 @@ def run(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> Fit
                      param_state=state.param_state, info=info)
 
 
-ENGINE = Engine(init, step, run, "stochastic variational inference (ELBO, IWAE, Rényi)")
+def state_dict(state: SVIState) -> dict[str, Any]:
+    """What resumes the fit: every optimised tensor (in collection order), the optimiser's
+    moments and learning rate, and the step count."""
+    svi = state.svi
+    return {"params": [p.detach().clone() for p in svi.params],
+            "optimizer": svi.optimizer.state_dict() if svi.optimizer is not None else None,
+            "num_steps": state.num_steps}
+
+
+def load_state_dict(state: SVIState, saved: dict[str, Any]) -> SVIState:
+    """Put a checkpoint's values into a fresh ``init`` state. The parameters are created by
+    one loss evaluation (autoguides and ``pyro.param`` create theirs lazily), under a saved
+    and restored random state, then overwritten with the checkpoint's."""
+    svi = state.svi
+    if saved["params"]:
+        rng = pyro.util.get_rng_state()
+        with param_scope(state.param_state):
+            svi._collect(**state.problem.data, **state.step_kwargs)
+        pyro.util.set_rng_state(rng)
+        if len(svi.params) != len(saved["params"]):
+            raise ValueError(f"the checkpoint holds {len(saved['params'])} parameter "
+                             f"tensors, this model and guide {len(svi.params)}; resume with "
+                             "the same model and guide")
+        with torch.no_grad():
+            for param, value in zip(svi.params, saved["params"]):
+                if param.shape != value.shape:
+                    raise ValueError(f"checkpoint parameter shaped {tuple(value.shape)} "
+                                     f"does not fit {tuple(param.shape)}; resume with the "
+                                     "same model and guide")
+                param.copy_(value)
+        svi.optimizer.load_state_dict(saved["optimizer"])
+        svi.optimizer.zero_grad(set_to_none=True)
+    return state._replace(num_steps=saved["num_steps"])
+
+
+def run(problem: Problem, config: SVIConfig | None = None, seed: int = 0,
+        **loop: Any) -> FitResult:
+    """``init`` then ``config.num_steps`` calls to ``step``, through the run loop."""
+    return ENGINE.run(problem, config or SVIConfig(), seed, **loop)
+
+
+ENGINE = Engine(
+    name="svi", config_class=SVIConfig, kind="optimiser",
+    description="stochastic variational inference (ELBO, IWAE, Rényi)",
+    init=init, step=step, total_steps=lambda config: config.num_steps,
+    new_records=lambda config: {"loss": []}, record=_record, finish=_finish,
+    state_dict=state_dict, load_state_dict=load_state_dict,
+    label=lambda config: "SVI")

@@ -21,7 +21,8 @@ __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "BayesianLinearRegression", "BayesianLogisticRegression", "GaussianMixture", "PPCA",
            "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
            "MarkovChain", "FVSBN", "NADE", "MADE", "PixelCNN", "NormalizingFlow", "MADEMoG",
-           "VAE", "ConditionalVAE", "AdversarialAutoencoder", "energy_distance"]
+           "VAE", "ConditionalVAE", "AdversarialAutoencoder", "energy_distance",
+           "model_options"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 
@@ -91,6 +92,37 @@ DEFAULT_DATASETS = {
 }
 
 
+def model_options(name: str) -> list[str]:
+    """The constructor options of registered model ``name`` (options a variant fixes
+    excluded; ``**kwargs`` followed up the class hierarchy)."""
+    import inspect
+
+    entry = MODELS[name]
+    cls = entry.func if isinstance(entry, functools.partial) else entry
+    fixed = set(entry.keywords) if isinstance(entry, functools.partial) else set()
+    names: list[str] = []
+    signatures = [inspect.signature(cls.from_dataset)]
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is GenerativeModel:
+            continue
+        signatures.append(inspect.signature(vars(klass)["__init__"]))
+        if not any(p.kind is p.VAR_KEYWORD for p in signatures[-1].parameters.values()):
+            break
+    for signature in signatures:
+        for n, p in signature.parameters.items():
+            if n not in ("self", "cls", "dataset") and n not in fixed and n not in names \
+                    and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                names.append(n)
+    return names
+
+
 def build_model(name: str, dataset: object, **kwargs: object) -> GenerativeModel:
-    """``MODELS[name].from_dataset(dataset, **kwargs)`` with the registry's error on typos."""
+    """``MODELS[name].from_dataset(dataset, **kwargs)`` with the registry's error on typos
+    and on option names the model does not take."""
+    MODELS[name]
+    valid = model_options(name)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; its "
+                         f"options are: {', '.join(valid) or '(none)'}")
     return MODELS[name].from_dataset(dataset, **kwargs)

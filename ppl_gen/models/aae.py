@@ -54,6 +54,7 @@ class AdversarialAutoencoder(GenerativeModel):
         num_components: Mixture prior's components.
     """
 
+    engines = ("adversarial",)
     data_keys = ("x",)
     density = "implicit"
     has_local_guide = True

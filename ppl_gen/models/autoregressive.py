@@ -76,6 +76,7 @@ class BinaryAutoregressive(GenerativeModel):
     Subclasses implement ``logits(x) -> (N, D)`` (logit i a function of x_<i in
     ``self.ordering``) and ``num_parameters``.
     """
+    engines = ("svi",)
 
     data_keys = ("x",)
     density = "exact"

@@ -90,6 +90,9 @@ class GenerativeModel(PyroModule):
         has_local_guide: True when :meth:`guide` is a real q(z | x) for local latents.
         default_batch_size: Minibatch size SVI uses unless told otherwise (``None``: the
             full data).
+        engines: The engines this model is fitted with (``fit`` refuses the others, with
+            :meth:`engine_refusal`'s reason); ``None`` (a user's subclass that does not
+            say) lets every engine try.
     """
 
     observed: ClassVar[str] = "x"
@@ -97,6 +100,29 @@ class GenerativeModel(PyroModule):
     default_batch_size: ClassVar[int | None] = None
     density: ClassVar[str] = "exact"
     has_local_guide: ClassVar[bool] = False
+    engines: ClassVar[tuple[str, ...] | None] = None
+
+    #: Engines that sample global parameters from their posterior.
+    MCMC_ENGINES: ClassVar[tuple[str, ...]] = ("nuts", "hmc", "chees")
+
+    def engine_refusal(self, engine: str) -> str | None:
+        """Why ``engine`` cannot fit this model (``None`` when it can): one clause that
+        ``fit`` puts into its error together with the engines that can."""
+        if self.engines is None or engine in self.engines:
+            return None
+        if engine == "em":
+            return ("engine 'em' needs a model with initialize/e_step/m_step/"
+                    "log_likelihood (an exact E-step): gmm, ppca, factor_analysis")
+        if engine == "adversarial":
+            return "engine 'adversarial' needs a model with adversarial_phases (aae)"
+        if engine in self.MCMC_ENGINES:
+            if self.has_local_guide:
+                return ("it has a latent code per datum: MCMC would sample all of them "
+                        "jointly, one full-data gradient per leapfrog step (hours on "
+                        "MNIST); amortised VI ('svi') is what this model is built for")
+            return ("it has no latent sample sites to sample: its parameters are point "
+                    "estimates without priors, which MCMC cannot sample")
+        return f"engine {engine!r} does not apply to it"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

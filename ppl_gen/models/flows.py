@@ -62,6 +62,7 @@ class NormalizingFlow(GenerativeModel):
         bound: Splines act on [-bound, bound] and are the identity outside (``"nsf"``).
         seed: Seed for the conditioner initialisation.
     """
+    engines = ("svi",)
 
     data_keys = ("x",)
     density = "exact"

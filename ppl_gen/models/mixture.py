@@ -41,6 +41,16 @@ class GaussianMixture(GenerativeModel):
 
     data_keys = ("x",)
 
+    def engine_refusal(self, engine: str) -> str | None:
+        if engine == "em" and self.priors:
+            return ("this model has priors=True: its parameters are latent, so EM's point "
+                    "estimates do not apply; fit it with 'nuts' or 'svi', or build it with "
+                    "priors=False (gmm)")
+        if engine in self.MCMC_ENGINES and not self.priors:
+            return ("it has no latent sample sites to sample: MCMC needs priors on its "
+                    "parameters (bayesian_gmm, not gmm)")
+        return super().engine_refusal(engine)
+
     def __init__(self, num_components: int, dim: int, *, covariance: str = "full",
                  priors: bool = False, loc_scale: float = 10.0, reg_covar: float = 1e-6) -> None:
         super().__init__()
@@ -53,6 +63,7 @@ class GaussianMixture(GenerativeModel):
         self.loc_scale, self.reg_covar = loc_scale, reg_covar
         # With priors the parameters are latent and p(x) needs an integral over them.
         self.density = "intractable" if priors else "exact"
+        self.engines = ("svi", "nuts", "hmc", "chees") if priors else ("em", "svi")
         K, D = num_components, dim
         if priors:
             self.weights = PyroSample(lambda s: dist.Dirichlet(s._ones(K)))

@@ -40,6 +40,7 @@ class MADEMoG(GenerativeModel):
         num_components: K.
         seed: Seed for the masks' hidden degrees.
     """
+    engines = ("svi",)
 
     data_keys = ("x",)
     density = "exact"

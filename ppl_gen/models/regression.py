@@ -18,6 +18,7 @@ class _GLM(GenerativeModel):
     observed = "y"
     data_keys = ("x", "y")
     density = "intractable"
+    engines = ("svi", "nuts", "hmc", "chees")
 
     def __init__(self, num_features: int, *, prior_scale: float = 1.0,
                  bias_scale: float = 10.0) -> None:
@@ -128,7 +129,7 @@ class BayesianLogisticRegression(_GLM):
         if x is None:
             raise ValueError("BayesianLogisticRegression.model needs covariates x")
         self._check(x, y)
-        from ..inference.compiled import tracing
+        from ..traces.tracing import tracing
 
         if y is not None and not tracing() and not torch.all((y == 0) | (y == 1)):
             raise ValueError("BayesianLogisticRegression needs a binary target y in {0, 1}")

@@ -30,8 +30,8 @@ from torch import Tensor
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ..inference.importance import MarginalEstimate, estimate_log_marginal
 from ..nn import MLP, ConvDecoder, ConvEncoder, image_shape_for
+from ..traces.importance import MarginalEstimate, estimate_log_marginal
 from .base import GenerativeModel, check_data_keys
 
 __all__ = ["VAE", "ConditionalVAE"]
@@ -72,6 +72,7 @@ class VAE(GenerativeModel):
 
     Attributes ``density = "bound"``: :meth:`log_prob` is an importance-sampling estimate.
     """
+    engines = ("svi",)
 
     data_keys = ("x",)
     density = "bound"
@@ -145,6 +146,16 @@ class VAE(GenerativeModel):
     def _from_dataset_extra(cls, tensors: Any) -> dict[str, Any]:
         return {}
 
+    def _check_inputs(self, x: Tensor) -> None:
+        """Shape, and 0/1 values under a Bernoulli decoder, of x given to a public method
+        (the model itself skips the value check per step; ``fit`` checks the data once)."""
+        self._check_x(x)
+        if self.likelihood_name == "bernoulli" and not _is_binary(x):
+            bad = x[~((x == 0) | (x == 1))]
+            raise ValueError(f"this VAE has a Bernoulli decoder and needs binary 0/1 pixels, "
+                             f"but x has {bad.numel()} other value(s), e.g. "
+                             f"{float(bad[0]):g}; binarise it (x > 0.5) as for training")
+
     # --- networks --------------------------------------------------------------------------
     def _encoder_input(self, x: Tensor, condition: Tensor | None) -> tuple[Tensor, Tensor | None]:
         if condition is None or self.architecture == "conv":
@@ -208,7 +219,7 @@ class VAE(GenerativeModel):
 
         Evaluated at β = 1 (the model's true ELBO, whatever β it was trained with).
         """
-        self._check_x(x)
+        self._check_inputs(x)
         with _beta_one(self), torch.no_grad():
             return estimate_log_marginal(self.model, self.guide, {"x": x}, num_samples,
                                          seed=seed, **kwargs)
@@ -224,7 +235,7 @@ class VAE(GenerativeModel):
     def elbo_terms(self, x: Tensor, num_samples: int = 1) -> dict[str, Tensor]:
         """The seed's decomposition per datum: ELBO = reconstruction − KL, with the KL in
         closed form and the reconstruction term E_q[log p(x | z)] by Monte Carlo."""
-        self._check_x(x)
+        self._check_inputs(x)
         loc, scale = self.encode(x)
         q = dist.Normal(loc, scale).to_event(1)
         kl = torch.distributions.kl_divergence(q, self._prior(x))
@@ -249,7 +260,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """E[x | z = μ_φ(x)]: decode the encoder's mean."""
-        self._check_x(x)
+        self._check_inputs(x)
         return self.decode(self.encode(x)[0])
 
     @torch.no_grad()
@@ -309,12 +320,25 @@ class ConditionalVAE(VAE):
         counts = torch.bincount(y, minlength=num_classes).to(torch.get_default_dtype())
         return {"num_classes": num_classes, "class_prior": counts / counts.sum()}
 
-    def _onehot(self, y: Tensor) -> Tensor:
+    def _labels(self, y: Tensor) -> Tensor:
+        """y as class indices: whole numbers in 0..C-1 (float labels are checked, never
+        truncated: 2.7 is an error, not class 2)."""
         if y.dtype.is_floating_point:
+            fractional = y != torch.round(y)
+            if fractional.any():
+                raise ValueError(f"labels y must be whole numbers 0..{self.num_classes - 1}, "
+                                 f"got {float(y[fractional][0]):g}; pass class indices "
+                                 "(e.g. y.long() if they are whole)")
             y = y.long()
         if ((y < 0) | (y >= self.num_classes)).any():
-            raise ValueError(f"labels y must lie in 0..{self.num_classes - 1}")
-        return F.one_hot(y, self.num_classes).to(self.class_prior.dtype)
+            bad = y[(y < 0) | (y >= self.num_classes)]
+            raise ValueError(f"labels y must lie in 0..{self.num_classes - 1}, got "
+                             f"{int(bad[0])}; this model was built for {self.num_classes} "
+                             "classes (build it from data with all the classes)")
+        return y
+
+    def _onehot(self, y: Tensor) -> Tensor:
+        return F.one_hot(self._labels(y), self.num_classes).to(self.class_prior.dtype)
 
     def model(self, x: Tensor | None = None, y: Tensor | None = None,
               num_data: int | None = None, subsample_size: int | None = None,
@@ -325,7 +349,7 @@ class ConditionalVAE(VAE):
                else (num_data or 1))
         with pyro.plate("data", num, subsample_size=subsample_size, dim=-1) as idx:
             label = pyro.sample("y", dist.Categorical(self.class_prior),
-                                obs=None if y is None else y.index_select(0, idx).long())
+                                obs=None if y is None else self._labels(y.index_select(0, idx)))
             with poutine.scale(scale=self.beta) if self.beta != 1.0 else _nothing():
                 z = pyro.sample("z", self._prior(self.class_prior))
             obs = None if x is None else x.index_select(0, idx)
@@ -350,7 +374,7 @@ class ConditionalVAE(VAE):
     def log_joint(self, x: Tensor, num_samples: int = 200, *, seed: int | None = 0) -> Tensor:
         """log p(x, y = c) for every class, shaped (N, C): one importance-sampling
         estimate of p(x | c) per class (proposal q(z | x, c)) plus log π_c."""
-        self._check_x(x)
+        self._check_inputs(x)
         columns = []
         with _beta_one(self):
             for c in range(self.num_classes):
@@ -370,7 +394,7 @@ class ConditionalVAE(VAE):
                  seed: int | None = 0, **_: Any) -> Tensor:
         """log p(x) = log Σ_c p(x, c) (``y`` given: log p(x, y)), shaped (N,)."""
         if y is not None:
-            self._check_x(x)
+            self._check_inputs(x)
             with _beta_one(self), torch.no_grad():
                 return estimate_log_marginal(self.model, self.guide, {"x": x, "y": y},
                                              num_samples, seed=seed).log_marginal

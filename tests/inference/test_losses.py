@@ -71,3 +71,10 @@ def test_validation_on_or_several_particles_use_pyros_path(monkeypatch):
     with pyro.validation_enabled(False):
         LeanTrace_ELBO(num_particles=2).loss_and_grads(vae.model, vae.guide, x=x)
     assert calls == ["pyro", "pyro"]
+
+
+def test_every_configurable_loss_is_a_registered_objective():
+    from ppl_gen.config import SVI_LOSSES
+    from ppl_gen.inference.objectives import OBJECTIVES
+
+    assert set(OBJECTIVES) == set(SVI_LOSSES) - {"auto"}

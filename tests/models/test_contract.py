@@ -141,3 +141,31 @@ def test_vectorised_draw_evaluation_equals_the_loop(name):
         torch.testing.assert_close(fast.log_likelihood[key], slow.log_likelihood[key])
     for key in slow.deterministic:
         torch.testing.assert_close(fast.deterministic[key], slow.deterministic[key])
+
+
+TINY_FITS = {"svi": {"num_steps": 2}, "em": {"max_iter": 2},
+             "nuts": {"num_warmup": 2, "num_samples": 2, "num_chains": 1},
+             "hmc": {"num_warmup": 2, "num_samples": 2, "num_chains": 1, "num_steps": 2},
+             "chees": {"num_warmup": 2, "num_samples": 2, "num_chains": 2, "compile": False},
+             "adversarial": {"num_steps": 2, "batch_size": 8}}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_declares_its_engines_runs_them_and_refuses_the_rest(name):
+    import warnings
+
+    from ppl_gen.inference import ENGINES, UnsupportedEngineError, fit
+
+    model, data = _small(name)
+    assert model.engines and set(model.engines) <= set(ENGINES) == set(TINY_FITS)
+    for engine in sorted(set(ENGINES) - set(model.engines)):
+        with pytest.raises(UnsupportedEngineError,
+                           match=f"does not support engine '{engine}'.*Its engines are"):
+            fit(model, data, engine=engine, device="cpu")
+    for engine in model.engines:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # two draws: the reliability checks fail
+            result = fit(model, data, engine=engine, device="cpu", **TINY_FITS[engine])
+        assert result.engine == engine
+        assert result.kind == {"em": "point", "adversarial": "two-player", "svi": "optimiser"
+                               }.get(engine, "sampler")
