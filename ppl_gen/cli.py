@@ -217,6 +217,7 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
         diverging = result.sample_stats["diverging"]
         figures["trace"] = plots.plot_trace(result.samples, diverging=diverging)
         figures["pair"] = plots.plot_pair(result.samples, diverging=diverging)
+    figures.update(_sample_figures(result, dataset))
     target = Path(args.out).expanduser().absolute()
     in_place = partial is not None and partial == target
     out = save_run(args.out, result, summary=summary, idata=idata, figures=figures,
@@ -226,6 +227,28 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
     _print_summary(summary)
     print(f"wrote {out}/: {', '.join(sorted(p.name for p in out.iterdir()))}")
     return out
+
+
+def _sample_figures(result: Any, dataset: Any) -> dict[str, Any]:
+    """Samples of a two-player model (GAN, AAE): an image grid, or 2-D points over the
+    data's density — people would rather look at these than read a loss."""
+    from . import plots
+
+    module = result.problem.module
+    if result.kind != "two-player" or module is None or not hasattr(module, "sample"):
+        return {}
+    x = result.problem.data.get(module.observed)
+    shape = (getattr(module, "image_shape", None)
+             or (getattr(dataset, "meta", {}) or {}).get("image_shape"))
+    try:
+        if shape is not None:
+            return {"samples": plots.plot_images(
+                {"generated": module.sample(16), "data": x[:16]}, tuple(shape))}
+        if x is not None and x.shape[-1] == 2:
+            return {"samples": plots.plot_samples_2d(module.sample(2000), x)}
+    except (NotImplementedError, ValueError, RuntimeError):
+        return {}
+    return {}
 
 
 def _print_summary(summary: dict[str, Any], limit: int = 12) -> None:
@@ -342,10 +365,27 @@ def _add_common(p: argparse.ArgumentParser, *, resumable: bool = False) -> None:
                    help="draws from a fitted guide for summaries (default: 1000)")
 
 
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def _pyro_version() -> str:
+    import pyro
+
+    return pyro.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppl-gen", description="Deep generative models as Pyro programs: fit, compare "
         "VI with MCMC, diagnose with ArviZ.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version",
+                        version=f"ppl-gen {__version__} (torch {_torch_version()}, pyro "
+                        f"{_pyro_version()})")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="registered models, datasets and engines")
 

@@ -266,6 +266,9 @@ class AdversarialConfig:
         betas: Adam's (beta1, beta2); (0.5, 0.9) is the usual choice for adversarial games
             (Radford et al. 2016), where momentum from stale gradients destabilises play.
         discriminator_steps: Discriminator updates per outer step (n_critic in WGAN).
+        discriminator_learning_rate: Adam step size of the ``discriminator`` phase, when
+            it should differ from ``learning_rate`` (the two-time-scale update rule of
+            Heusel et al. 2017); ``None`` uses ``learning_rate``.
         batch_size: Minibatch rows.
         num_threads: torch intra-op threads during the fit.
         progress_bar: Show a tqdm bar.
@@ -276,6 +279,7 @@ class AdversarialConfig:
     learning_rate: float = 1e-3
     betas: tuple[float, float] = (0.5, 0.9)
     discriminator_steps: int = 1
+    discriminator_learning_rate: float | None = None
     batch_size: int = 100
     num_threads: int | None = None
     progress_bar: bool = False
@@ -291,6 +295,8 @@ class AdversarialConfig:
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         object.__setattr__(self, "betas", betas)
         _positive_int("discriminator_steps", self.discriminator_steps)
+        if self.discriminator_learning_rate is not None:
+            _positive_float("discriminator_learning_rate", self.discriminator_learning_rate)
         _positive_int("batch_size", self.batch_size)
         _positive_int("log_every", self.log_every)
         if self.num_threads is not None:

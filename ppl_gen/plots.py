@@ -226,6 +226,29 @@ def plot_posterior_2d(draws: Mapping[str, Any], *, title: str = "") -> Figure:
     return fig
 
 
+def plot_samples_2d(samples: Any, data: Any, *, title: str = "samples") -> Figure:
+    """Generated 2-D points over the data's density (contours of a 2-D histogram): where
+    a GAN puts its mass, and which modes it misses."""
+    x = np.asarray(data.detach().cpu() if hasattr(data, "detach") else data)
+    y = np.asarray(samples.detach().cpu() if hasattr(samples, "detach") else samples)
+    fig, ax = plt.subplots(figsize=(4.6, 4.4), constrained_layout=True)
+    both = np.concatenate([x, np.percentile(y, [1, 99], axis=0)]) if len(y) else x
+    pad = 0.1 * (both.max(0) - both.min(0)) + 1e-6
+    low, high = both.min(0) - pad, both.max(0) + pad
+    counts, xe, ye = np.histogram2d(x[:, 0], x[:, 1], bins=80,
+                                    range=[[low[0], high[0]], [low[1], high[1]]])
+    if counts.max() > 0:
+        ax.contour(0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1]), counts.T,
+                   levels=[1, counts.max() / 10, counts.max() / 2], colors="0.6",
+                   linewidths=0.8)
+    ax.scatter(y[:, 0], y[:, 1], s=3, alpha=0.4, color="C3", label="generated")
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    ax.set_title(f"{title} (grey: data density)")
+    ax.set_aspect("equal", adjustable="box")
+    return fig
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> None:
     """Write a PNG atomically (a half-written file never replaces a good one) and close."""
     directory = os.path.dirname(os.fspath(path)) or "."

@@ -103,3 +103,11 @@ def test_fit_new_engines_and_deep_models_from_the_command_line(model, engine, op
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine"] == engine
     assert (out / "checkpoint.pt").exists()
+
+
+def test_a_clean_svi_run_prints_no_warnings(tmp_path, capfd):
+    """ArviZ used to log "Shape validation failed" for every one-chain SVI summary."""
+    assert main(["fit", "eight_schools", "--num-steps", "30", "--guide", "normal", "--out",
+                 str(tmp_path / "svi"), "--device", "cpu", "--vi-draws", "200"]) == 0
+    captured = capfd.readouterr()
+    assert "WARNING" not in captured.err.upper() and "Warning" not in captured.err

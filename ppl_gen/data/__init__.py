@@ -36,6 +36,10 @@ _ENTRIES = [
     ("two_moons", synthetic.two_moons, "synthetic two moons (1,000 points)"),
     ("linear_regression", synthetic.linear_regression,
      "synthetic linear regression, optional feature correlation (50 x 3)"),
+    ("gaussian_ring", synthetic.gaussian_ring,
+     "PacGAN's 2-D ring: 8 Gaussians (sd 0.01) on the unit circle (10,000 points)"),
+    ("gaussian_grid", synthetic.gaussian_grid,
+     "PacGAN's 2-D grid: 25 Gaussians (sd 0.05) at {-4,...,4}^2 (10,000 points)"),
 ]
 for _name, _loader, _description in _ENTRIES:
     DATASETS.register(_name, _description)(_loader)

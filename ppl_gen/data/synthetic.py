@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["gaussian_mixture", "two_moons", "linear_regression"]
+__all__ = ["gaussian_mixture", "two_moons", "linear_regression", "gaussian_ring",
+           "gaussian_grid"]
 
 
 def gaussian_mixture(split: str = "all", seed: int = 0, *, num_data: int = 600,
@@ -53,3 +54,30 @@ def linear_regression(split: str = "all", seed: int = 0, *, num_data: int = 50,
     y = x @ w + b + noise_scale * rng.normal(size=num_data)
     return {"x": x, "y": y}, {"true_weight": w.tolist(), "true_bias": float(b),
                               "noise_scale": noise_scale}
+
+
+def _modes(locs: np.ndarray, std: float, num_data: int, seed: int) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(len(locs), size=num_data)
+    x = locs[y] + std * rng.normal(size=(num_data, 2))
+    return {"x": x, "y": y.astype(np.int64)}, {"modes": locs.tolist(), "mode_std": std}
+
+
+def gaussian_ring(split: str = "all", seed: int = 0, *, num_data: int = 10000,
+                  num_modes: int = 8, radius: float = 1.0, std: float = 0.01
+                  ) -> tuple[dict, dict]:
+    """PacGAN's 2D-ring (Lin et al. 2018, section 5.1): ``num_modes`` equally weighted
+    Gaussians with standard deviation ``std`` on a circle; ``meta["modes"]`` holds the
+    means, ``y`` each point's mode."""
+    angles = 2 * np.pi * np.arange(num_modes) / num_modes
+    locs = radius * np.stack([np.cos(angles), np.sin(angles)], -1)
+    return _modes(locs, std, num_data, seed)
+
+
+def gaussian_grid(split: str = "all", seed: int = 0, *, num_data: int = 10000,
+                  std: float = 0.05) -> tuple[dict, dict]:
+    """PacGAN's 2D-grid: 25 equally weighted Gaussians at {-4, -2, 0, 2, 4}^2 with
+    standard deviation ``std``."""
+    axis = np.arange(-4.0, 5.0, 2.0)
+    locs = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    return _modes(locs, std, num_data, seed)

@@ -7,6 +7,7 @@ from .amortization import AmortizationGap, amortization_gap
 from .checks import ReliabilityWarning, check_draws, e_bfmi, nested_rhat
 from .compare import PosteriorComparison, compare_posteriors, importance_log_weights, khat_verdict
 from .convert import arviz_summary, ess, loo, mcse, psis_khat, rhat, to_inference_data, waic
+from .generative import ModeCoverage, PrecisionRecall, mode_coverage, precision_recall
 from .sbc import SBCResult, sbc
 from .summary import summarize
 
@@ -14,4 +15,5 @@ __all__ = ["amortization_gap", "AmortizationGap", "to_inference_data", "summariz
            "compare_posteriors", "PosteriorComparison",
            "importance_log_weights", "khat_verdict", "arviz_summary", "psis_khat", "loo",
            "waic", "ess", "rhat", "mcse", "ReliabilityWarning", "check_draws", "e_bfmi",
-           "nested_rhat", "sbc", "SBCResult"]
+           "nested_rhat", "sbc", "SBCResult", "mode_coverage", "ModeCoverage",
+           "precision_recall", "PrecisionRecall"]

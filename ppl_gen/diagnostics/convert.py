@@ -35,15 +35,20 @@ ARVIZ_VERSION = az.__version__
 def _quiet() -> Iterator[None]:
     """Silence ArviZ's warnings and its logger (it logs, e.g., that one chain gives no
     R-hat; ppl_gen reports that itself)."""
-    logger = logging.getLogger("arviz")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    # ArviZ 0.x logs through its own ``arviz._log`` (a Logger made directly, not the one
+    # ``logging.getLogger("arviz")`` returns): silence both.
+    loggers = {id(x): x for x in (logging.getLogger("arviz"), getattr(az, "_log", None))
+               if isinstance(x, logging.Logger)}.values()
+    levels = [(logger, logger.level) for logger in loggers]
+    for logger, _ in levels:
+        logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in levels:
+            logger.setLevel(level)
 
 
 def _np(value: Any) -> np.ndarray:

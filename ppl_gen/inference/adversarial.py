@@ -5,7 +5,10 @@ A model qualifies when it implements :class:`SupportsAdversarial`: an ordered se
 parameters, and ``adversarial_loss(phase, batch)``. Every step draws a minibatch and runs
 the phases in order, each with its own Adam optimiser; the ``discriminator`` phase runs
 ``discriminator_steps`` times on fresh minibatches (n_critic). Gradients are cleared before
-every phase, so a generator loss never leaks into the discriminator's update.
+every phase, so a generator loss never leaks into the discriminator's update. A model may
+also define ``adversarial_after_step(phase)``, called after each optimiser step (WGAN clips
+its critic's weights there), and ``discriminator_learning_rate`` gives the discriminator
+its own step size (two time scales).
 
 References:
     Goodfellow et al. (2014), "Generative adversarial nets", NeurIPS.
@@ -79,8 +82,10 @@ def init(problem: Problem, config: AdversarialConfig | None = None,
         params = list(params)
         if not params:
             raise ValueError(f"phase {name!r} of {problem.name!r} has no parameters")
-        optimizers[name] = torch.optim.Adam(params, lr=config.learning_rate,
-                                            betas=config.betas)
+        rate = (config.discriminator_learning_rate
+                if name == "discriminator" and config.discriminator_learning_rate is not None
+                else config.learning_rate)
+        optimizers[name] = torch.optim.Adam(params, lr=rate, betas=config.betas)
     device = next(iter(problem.data.values())).device
     generator = torch.Generator(device=device).manual_seed(seed)
     if problem.module is not None:
@@ -109,6 +114,7 @@ def step(state: AdversarialState,
                          "adversarial.init")
     model = _model(state.problem)
     module = state.problem.module
+    after_step = getattr(model, "adversarial_after_step", None)
     losses = {}
     for name, optimizer in state.optimizers.items():
         repeats = config.discriminator_steps if name == "discriminator" else 1
@@ -123,6 +129,8 @@ def step(state: AdversarialState,
                     "learning_rate or check the data scale")
             loss.backward()
             optimizer.step()
+            if after_step is not None:
+                after_step(name)  # e.g. WGAN's weight clipping
             losses[name] = value
     module.zero_grad(set_to_none=True)
     total = sum(losses.values())

@@ -246,7 +246,9 @@ def make_problem(model: GenerativeModel | Callable[..., Any],
     for site in observed:
         _check_support(trace.nodes[site], site, name,
                        tensors.get(module.observed) if module is not None else None)
-    if not observed:
+    implicit = (module is not None and module.density == "implicit"
+                and module.observed in tensors)
+    if not observed and not implicit:  # an implicit model (GAN) observes nothing in Pyro
         raise ValueError(f"model {name!r} has no observed sample site with the given data "
                          f"(keys: {', '.join(tensors) or 'none'}); pass the observations "
                          "under the model's argument names")

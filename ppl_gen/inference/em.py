@@ -99,7 +99,11 @@ def step(state: EMState, config: EMConfig | None = None) -> tuple[EMState, StepI
                                  f"{state.num_iterations + 1}; a component may have "
                                  "collapsed — increase reg_covar or use fewer components")
     decrease = state.log_likelihood - ll
-    if config.check_monotone and decrease > config.monotone_tol * max(1.0, abs(ll)):
+    # Round-off in a float32 mean log-likelihood is ~1e-7 relative: the allowed decrease
+    # is the larger of monotone_tol and 16 machine epsilons of the data's dtype.
+    eps = torch.finfo(x.dtype).eps if x.is_floating_point() else 0.0
+    allowed = max(config.monotone_tol, 16 * eps) * max(1.0, abs(ll))
+    if config.check_monotone and decrease > allowed:
         raise RuntimeError(f"EM log-likelihood decreased from {state.log_likelihood:.10g} to "
                            f"{ll:.10g} at iteration {state.num_iterations + 1}: the E or M "
                            "step is not exact for this model")

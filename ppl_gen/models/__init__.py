@@ -10,6 +10,7 @@ from .aae import AdversarialAutoencoder, energy_distance
 from .autoregressive import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain, PixelCNN
 from .base import GenerativeModel
 from .eight_schools import EightSchools
+from .gan import GAN, GAN_OBJECTIVES
 from .flows import NormalizingFlow
 from .linear_gaussian import PPCA, FactorAnalysis, ppca_closed_form
 from .mixture import GaussianMixture
@@ -22,7 +23,7 @@ __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
            "MarkovChain", "FVSBN", "NADE", "MADE", "PixelCNN", "NormalizingFlow", "MADEMoG",
            "VAE", "ConditionalVAE", "AdversarialAutoencoder", "energy_distance",
-           "model_options"]
+           "model_options", "GAN", "GAN_OBJECTIVES"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 
@@ -79,6 +80,22 @@ MODELS.register("aae", "adversarial autoencoder: codes matched to any sampleable
 _variant("autoencoder", "plain autoencoder (the AAE without its discriminator): not a "
          "generative model", AdversarialAutoencoder, adversarial=False)
 
+MODELS.register("gan", "GAN, non-saturating generator loss, MLP networks (Goodfellow et al. "
+                "2014)")(GAN)
+_variant("minimax_gan", "GAN with the original minimax (saturating) generator loss", GAN,
+         objective="minimax")
+_variant("lsgan", "least-squares GAN (Mao et al. 2017)", GAN, objective="least_squares")
+_variant("wgan", "Wasserstein GAN, weight clipping (Arjovsky et al. 2017)", GAN,
+         objective="wgan")
+_variant("wgan_gp", "Wasserstein GAN with gradient penalty (Gulrajani et al. 2017)", GAN,
+         objective="wgan_gp")
+_variant("dcgan", "deep convolutional GAN (Radford et al. 2016), images", GAN,
+         architecture="dcgan")
+_variant("cgan", "class-conditional GAN: labels into G and D (Mirza & Osindero 2014)", GAN,
+         conditional=True)
+_variant("conditional_dcgan", "class-conditional DCGAN, images", GAN, architecture="dcgan",
+         conditional=True)
+
 #: The dataset each model is demonstrated on (``ppl-gen fit MODEL`` without ``--data``).
 DEFAULT_DATASETS = {
     "eight_schools": "eight_schools", "eight_schools_centered": "eight_schools",
@@ -89,6 +106,9 @@ DEFAULT_DATASETS = {
     "maf": "two_moons", "nsf": "two_moons", "made_mog": "two_moons", "pixelcnn": "mnist",
     "vae": "mnist", "conv_vae": "mnist", "cvae": "mnist", "aae": "mnist",
     "autoencoder": "mnist",
+    "gan": "gaussian_ring", "minimax_gan": "gaussian_ring", "lsgan": "gaussian_ring",
+    "wgan": "gaussian_ring", "wgan_gp": "gaussian_grid", "dcgan": "digits",
+    "cgan": "two_moons", "conditional_dcgan": "digits",
 }
 
 

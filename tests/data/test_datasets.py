@@ -107,3 +107,29 @@ def test_stochastic_binarization_is_a_fixed_bernoulli_draw_of_the_intensities():
     assert first.meta["binarized"] == "stochastic"
     with pytest.raises(ValueError, match="unknown binarize"):
         load_dataset("mnist", binarize="random")
+
+
+def test_splits_are_shuffled_disjoint_and_fixed():
+    train, test = deterministic_split(100, "train"), deterministic_split(100, "test")
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(100))
+    assert (np.diff(test) < 0).any()  # not sorted: a label-sorted file comes out mixed
+    assert (deterministic_split(100, "test") == test).all()
+    assert (deterministic_split(100, "all") == np.arange(100)).all()
+    mnist = load_dataset("mnist", split="test")
+    assert len(set(mnist["y"][:10].tolist())) > 3
+
+
+def test_version_and_python_m(capsys):
+    import subprocess
+    import sys
+
+    from ppl_gen.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    import ppl_gen
+
+    assert exit_.value.code == 0 and ppl_gen.__version__ in capsys.readouterr().out
+    out = subprocess.run([sys.executable, "-m", "ppl_gen", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("ppl-gen ")
