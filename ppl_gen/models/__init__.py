@@ -10,8 +10,8 @@ from .aae import AdversarialAutoencoder, energy_distance
 from .autoregressive import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain, PixelCNN
 from .base import GenerativeModel
 from .eight_schools import EightSchools
-from .gan import GAN, GAN_OBJECTIVES
 from .flows import NormalizingFlow
+from .gan import GAN, GAN_OBJECTIVES
 from .linear_gaussian import PPCA, FactorAnalysis, ppca_closed_form
 from .mixture import GaussianMixture
 from .mixture_outputs import MADEMoG
