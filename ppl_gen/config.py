@@ -15,7 +15,7 @@ __all__ = ["SVIConfig", "EMConfig", "MCMCConfig", "AdversarialConfig", "ChEESCon
            "CONFIGS",
            "config_from_dict", "config_to_dict"]
 
-SVI_LOSSES = ("auto", "trace", "meanfield", "enum", "renyi", "iwae")
+SVI_LOSSES = ("auto", "trace", "meanfield", "enum", "renyi", "iwae", "ddpm_simple", "ddpm_rb")
 GUIDES = ("auto", "normal", "mvn", "lowrank", "delta", "model")
 OPTIMIZERS = ("adam", "clipped_adam")
 MCMC_KERNELS = ("nuts", "hmc")
@@ -74,9 +74,11 @@ class SVIConfig:
             Decay removes the optimiser's jitter around the optimum, which matters when the
             fitted guide is judged by importance weights (PSIS k-hat).
         optimizer: ``"adam"`` or ``"clipped_adam"`` (gradient norm clipped at ``clip_norm``).
-        loss: ``"auto"`` (``"enum"`` when the model marks discrete sites for enumeration,
-            else ``"trace"``); ``"trace"`` (Trace_ELBO, Monte-Carlo KL); ``"meanfield"``
-            (TraceMeanField_ELBO, closed-form KL where available); ``"enum"``
+        loss: ``"auto"`` (the model's ``default_loss`` if it has one — DDPM's
+            ``"ddpm_simple"`` —, else ``"enum"`` when the model marks discrete sites for
+            enumeration, else ``"trace"``); ``"ddpm_simple"``/``"ddpm_rb"`` (diffusion's
+            per-timestep objectives, see :mod:`ppl_gen.models.ddpm`); ``"trace"``
+            (Trace_ELBO, Monte-Carlo KL); ``"meanfield"`` (TraceMeanField_ELBO, closed-form KL where available); ``"enum"``
             (TraceEnum_ELBO, discrete latents summed out); ``"renyi"`` (RenyiELBO with
             ``renyi_alpha``); ``"iwae"`` (RenyiELBO with alpha = 0, the importance-weighted
             bound of Burda et al. 2016).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyro.infer import ELBO, RenyiELBO, TraceEnum_ELBO
+from pyro.infer import ELBO, RenyiELBO, Trace_ELBO, TraceEnum_ELBO
 
 from ..config import SVIConfig
 from ..registry import Registry
@@ -44,3 +44,37 @@ def _renyi(config: SVIConfig, **common: Any) -> ELBO:
                              "(Burda et al. 2016)")
 def _iwae(config: SVIConfig, **common: Any) -> ELBO:
     return RenyiELBO(alpha=0.0, **common)
+
+
+class ModelObjective(Trace_ELBO):
+    """Trace_ELBO of a model/guide pair that writes a named objective itself (as a
+    ``pyro.factor``): the name reaches both as the keyword ``ddpm_objective``. The
+    diffusion model's per-timestep objectives are such pairs, so they train through the
+    SVI engine like any ELBO."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.objective = name
+
+    def loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> float:
+        return super().loss(model, guide, *args, ddpm_objective=self.objective, **kwargs)
+
+    def loss_and_grads(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> float:
+        return super().loss_and_grads(model, guide, *args, ddpm_objective=self.objective,
+                                      **kwargs)
+
+    def differentiable_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
+        return super().differentiable_loss(model, guide, *args,
+                                           ddpm_objective=self.objective, **kwargs)
+
+
+@OBJECTIVES.register("ddpm_simple", "DDPM's L_simple: ||eps - eps_theta(x_t, t)||^2 at one "
+                                    "random t per datum (Ho et al. 2020, Algorithm 1)")
+def _ddpm_simple(config: SVIConfig, **common: Any) -> ELBO:
+    return ModelObjective("ddpm_simple", **common)
+
+
+@OBJECTIVES.register("ddpm_rb", "the DDPM bound, Rao-Blackwellised: one random timestep's "
+                                "closed-form KL x T, plus L_T")
+def _ddpm_rb(config: SVIConfig, **common: Any) -> ELBO:
+    return ModelObjective("ddpm_rb", **common)

@@ -261,8 +261,13 @@ def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
     nesting = max_plate_nesting(trace)
     enumerated = enumerated_sites(trace)
     loss = config.loss
+    own = getattr(problem.module, "default_loss", None)
     if loss == "auto":
-        loss = "enum" if enumerated else "trace"
+        loss = own or ("enum" if enumerated else "trace")
+    if loss.startswith("ddpm_") and not (problem.module is not None
+                                         and hasattr(problem.module, "q_sample")):
+        raise ValueError(f"loss={loss!r} is a diffusion objective; it needs a DDPM model, "
+                         f"not {problem.name!r}")
     if enumerated and loss != "enum":
         raise ValueError(f"model {problem.name!r} has discrete sites marked for enumeration "
                          f"({', '.join(enumerated)}); use loss='enum' (or 'auto')")

@@ -9,6 +9,7 @@ from ..registry import Registry
 from .aae import AdversarialAutoencoder, energy_distance
 from .autoregressive import FVSBN, MADE, NADE, IndependentBernoulli, MarkovChain, PixelCNN
 from .base import GenerativeModel
+from .ddpm import DDPM
 from .eight_schools import EightSchools
 from .flows import NormalizingFlow
 from .gan import GAN, GAN_OBJECTIVES
@@ -23,7 +24,7 @@ __all__ = ["MODELS", "DEFAULT_DATASETS", "GenerativeModel", "EightSchools",
            "FactorAnalysis", "ppca_closed_form", "build_model", "IndependentBernoulli",
            "MarkovChain", "FVSBN", "NADE", "MADE", "PixelCNN", "NormalizingFlow", "MADEMoG",
            "VAE", "ConditionalVAE", "AdversarialAutoencoder", "energy_distance",
-           "model_options", "GAN", "GAN_OBJECTIVES"]
+           "model_options", "GAN", "GAN_OBJECTIVES", "DDPM"]
 
 MODELS: Registry[type[GenerativeModel]] = Registry("model")
 
@@ -96,6 +97,9 @@ _variant("cgan", "class-conditional GAN: labels into G and D (Mirza & Osindero 2
 _variant("conditional_dcgan", "class-conditional DCGAN, images", GAN, architecture="dcgan",
          conditional=True)
 
+MODELS.register("ddpm", "denoising diffusion (Ho et al. 2020): the fixed forward chain as the "
+                "guide, the learned reverse chain as the model")(DDPM)
+
 #: The dataset each model is demonstrated on (``ppl-gen fit MODEL`` without ``--data``).
 DEFAULT_DATASETS = {
     "eight_schools": "eight_schools", "eight_schools_centered": "eight_schools",
@@ -108,7 +112,7 @@ DEFAULT_DATASETS = {
     "autoencoder": "mnist",
     "gan": "gaussian_ring", "minimax_gan": "gaussian_ring", "lsgan": "gaussian_ring",
     "wgan": "gaussian_ring", "wgan_gp": "gaussian_grid", "dcgan": "digits",
-    "cgan": "two_moons", "conditional_dcgan": "digits",
+    "cgan": "two_moons", "conditional_dcgan": "digits", "ddpm": "gaussian_ring",
 }
 
 

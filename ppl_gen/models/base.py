@@ -101,6 +101,8 @@ class GenerativeModel(PyroModule):
     density: ClassVar[str] = "exact"
     has_local_guide: ClassVar[bool] = False
     engines: ClassVar[tuple[str, ...] | None] = None
+    #: The SVI loss ``loss="auto"`` picks for this model (``None``: the engine decides).
+    default_loss: ClassVar[str | None] = None
 
     #: Engines that sample global parameters from their posterior.
     MCMC_ENGINES: ClassVar[tuple[str, ...]] = ("nuts", "hmc", "chees")

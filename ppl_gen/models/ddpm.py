@@ -1,0 +1,368 @@
+"""Denoising diffusion probabilistic models (Ho et al. 2020) as a Pyro model/guide pair.
+
+The *guide* is the fixed forward chain q(x_{1:T} | x_0) = prod_t N(sqrt(1 - beta_t) x_{t-1},
+beta_t I) (no parameters); the *model* is the learned reverse chain p(x_T) = N(0, I),
+p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I), with x_0 the observed site. So
+Pyro's ELBO of the pair *is* the DDPM bound
+
+    -log p(x_0) <= L_T + sum_{t>=2} L_{t-1} + L_0,
+
+L_T = KL(q(x_T | x_0) || p(x_T)), L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)),
+L_0 = -log p_theta(x_0 | x_1) — estimated by Monte Carlo over the whole chain. Two cheaper
+objectives are named losses of the SVI engine (``SVIConfig.loss``):
+
+- ``"ddpm_rb"``: the same bound, Rao-Blackwellised: one timestep t ~ U{1..T} per datum,
+  x_t drawn from q(x_t | x_0) in closed form, and that term's Gaussian KL in closed form,
+  times T, plus L_T exactly — unbiased for the bound, with far lower variance;
+- ``"ddpm_simple"`` (the default, Ho et al.'s Algorithm 1): ||eps - eps_theta(x_t, t)||^2,
+  the bound's terms with their weights dropped.
+
+mu_theta is parameterised by the noise predictor: mu = (x_t - beta_t / sqrt(1 - abar_t) *
+eps_theta(x_t, t)) / sqrt(alpha_t), and sigma_t^2 = beta_t. :meth:`DDPM.bound` evaluates the
+bound per datum and per timestep (closed-form KLs, Monte Carlo over x_t only) in nats and
+bits per dimension; :meth:`DDPM.sample` runs Algorithm 2, on all T steps or a strided
+subset (DDPM's ancestral sampler on the coarser chain).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import Tensor, nn
+
+from .._rng import seeded
+from .base import GenerativeModel, check_data_keys
+
+__all__ = ["DDPM", "beta_schedule", "DDPMBound", "SCHEDULES", "DDPM_OBJECTIVES"]
+
+SCHEDULES = ("linear", "cosine")
+DDPM_OBJECTIVES = ("elbo", "ddpm_rb", "ddpm_simple")
+
+
+def beta_schedule(name: str, num_steps: int) -> Tensor:
+    """beta_1..beta_T (float64): ``"linear"`` from 1e-4 to 0.02 scaled to T steps (Ho et
+    al. 2020, for T = 1000), or ``"cosine"`` (Nichol & Dhariwal 2021, s = 0.008, clipped at
+    0.999)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; valid values are: {', '.join(SCHEDULES)}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    if name == "linear":
+        scale = 1000 / num_steps
+        return torch.linspace(1e-4 * scale, min(0.02 * scale, 0.999), num_steps,
+                              dtype=torch.float64)
+    s = 0.008
+    t = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+    abar = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
+
+
+class _TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of the timestep (Vaswani et al. 2017, as in DDPM)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        half = dim // 2
+        frequencies = torch.exp(-math.log(10000.0) * torch.arange(half) / max(half - 1, 1))
+        self.register_buffer("frequencies", frequencies)
+
+    def forward(self, t: Tensor) -> Tensor:
+        angles = t.unsqueeze(-1).to(self.frequencies.dtype) * self.frequencies
+        return torch.cat([angles.sin(), angles.cos()], -1)
+
+
+class _Denoiser(nn.Module):
+    """eps_theta(x_t, t): an MLP on [x_t, embed(t)] with SiLU activations."""
+
+    def __init__(self, dim: int, hidden_dims: tuple[int, ...], embedding_dim: int) -> None:
+        super().__init__()
+        self.embed = _TimeEmbedding(embedding_dim)
+        layers: list[nn.Module] = []
+        width = dim + 2 * (embedding_dim // 2)
+        for hidden in hidden_dims:
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        layers.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        embedding = self.embed(t).to(x.dtype).expand(*x.shape[:-1], -1)
+        return self.net(torch.cat([x, embedding], -1))
+
+
+class DDPMBound(NamedTuple):
+    """The DDPM bound per datum.
+
+    Attributes:
+        nll: The bound on -log p(x_0) in nats, (N,) (data space: the [-1, 1] scaling's
+            Jacobian included).
+        bits_per_dim: ``nll / (D log 2)``.
+        terms: (T + 1, N): row 0 is L_0, row t-1 is L_{t-1} for t = 2..T, row T is L_T.
+    """
+
+    nll: Tensor
+    bits_per_dim: Tensor
+    terms: Tensor
+
+
+class DDPM(GenerativeModel):
+    """A DDPM with an MLP noise predictor.
+
+    Arguments:
+        dim: Data dimensions D.
+        num_steps: T.
+        schedule: ``"linear"`` or ``"cosine"`` betas.
+        hidden_dims: Widths of the noise predictor.
+        embedding_dim: Width of the sinusoidal time embedding.
+        data_range: (low, high) of the data, mapped to [-1, 1] (images); ``None`` keeps the
+            data as they are (2-D points, standardised tables).
+        denoiser: Your own eps_theta(x, t) module instead (e.g. the closed-form optimum).
+    """
+
+    observed = "x"
+    data_keys = ("x",)
+    density = "bound"
+    has_local_guide = True
+    engines = ("svi",)
+    default_loss = "ddpm_simple"
+
+    def __init__(self, dim: int, num_steps: int = 1000, *, schedule: str = "linear",
+                 hidden_dims: tuple[int, ...] = (128, 128, 128), embedding_dim: int = 32,
+                 data_range: tuple[float, float] | None = None,
+                 denoiser: nn.Module | None = None) -> None:
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+        betas = beta_schedule(schedule, num_steps)
+        if data_range is not None:
+            low, high = (float(v) for v in data_range)
+            if not high > low:
+                raise ValueError(f"data_range must be (low, high) with high > low, got "
+                                 f"{data_range!r}")
+            data_range = (low, high)
+        self.dim, self.num_steps, self.schedule = dim, num_steps, schedule
+        self.data_range = data_range
+        dtype = torch.get_default_dtype()
+        alphas = 1 - betas
+        abar = torch.cumprod(alphas, 0)
+        abar_prev = torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
+        # index t-1 holds timestep t's values (t = 1..T)
+        for name, value in (("betas", betas), ("alphas", alphas), ("abar", abar),
+                            ("abar_prev", abar_prev),
+                            ("posterior_var", betas * (1 - abar_prev) / (1 - abar))):
+            self.register_buffer(name, value.to(dtype))
+        self.denoiser = denoiser if denoiser is not None else _Denoiser(
+            dim, tuple(hidden_dims), embedding_dim)
+
+    @classmethod
+    def from_dataset(cls, dataset: Any, **kwargs: Any) -> DDPM:
+        """Sizes from the data; images (``meta["image_shape"]``) are mapped to [-1, 1]."""
+        tensors = getattr(dataset, "tensors", dataset)
+        check_data_keys(cls.__name__, cls.data_keys, tensors)
+        x = tensors["x"]
+        if x.dim() != 2:
+            raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
+        if bool(((x == 0) | (x == 1)).all()):
+            raise ValueError("DDPM here has a Gaussian decoder p(x_0 | x_1) for continuous "
+                             "data, but x holds only 0 and 1; load the images in grey "
+                             "levels (binarize=False) or dequantized, or fit a binary-data "
+                             "model (nade, made, pixelcnn, vae)")
+        meta = getattr(dataset, "meta", {}) or {}
+        if "image_shape" in meta:
+            kwargs.setdefault("data_range", (float(x.min()), float(x.max())))
+        return cls(x.shape[-1], **kwargs)
+
+    # --- the chain's closed forms --------------------------------------------------------
+    def _to_unit(self, x: Tensor) -> Tensor:
+        if self.data_range is None:
+            return x
+        low, high = self.data_range
+        return 2 * (x - low) / (high - low) - 1
+
+    def _from_unit(self, u: Tensor) -> Tensor:
+        if self.data_range is None:
+            return u
+        low, high = self.data_range
+        return low + (u + 1) * (high - low) / 2
+
+    def _log_jacobian(self) -> float:
+        """log |d unit / d x| summed over dimensions (0 without a data range)."""
+        if self.data_range is None:
+            return 0.0
+        low, high = self.data_range
+        return self.dim * math.log(2 / (high - low))
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (network space; t in 1..T)."""
+        abar = self.abar[t - 1].unsqueeze(-1)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def q_posterior(self, x0: Tensor, xt: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance of q(x_{t-1} | x_t, x_0) (t >= 2)."""
+        i = t - 1
+        beta, alpha = self.betas[i].unsqueeze(-1), self.alphas[i].unsqueeze(-1)
+        abar, abar_prev = self.abar[i].unsqueeze(-1), self.abar_prev[i].unsqueeze(-1)
+        mean = (abar_prev.sqrt() * beta / (1 - abar)) * x0 \
+            + (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * xt
+        return mean, self.posterior_var[i].unsqueeze(-1).expand_as(mean)
+
+    def p_mean(self, xt: Tensor, t: Tensor) -> Tensor:
+        """mu_theta(x_t, t) from the predicted noise."""
+        i = t - 1
+        beta, alpha, abar = (v[i].unsqueeze(-1) for v in (self.betas, self.alphas, self.abar))
+        return (xt - beta / (1 - abar).sqrt() * self.denoiser(xt, t)) / alpha.sqrt()
+
+    def p_scale(self, t: Tensor) -> Tensor:
+        """sigma_t = sqrt(beta_t)."""
+        return self.betas[t - 1].sqrt()
+
+    # --- Pyro model / guide --------------------------------------------------------------
+    def _timesteps(self, t: int, like: Tensor) -> Tensor:
+        return torch.full(like.shape[:-1], t, dtype=torch.long, device=like.device)
+
+    def model(self, x: Tensor | None = None, num_data: int | None = None,
+              subsample_size: int | None = None, ddpm_objective: str = "elbo",
+              **_: Any) -> Tensor | None:
+        """The reverse chain x_T -> ... -> x_1 -> x_0 (``"elbo"``), or one of the
+        per-timestep objectives as a ``pyro.factor`` (``"ddpm_rb"``, ``"ddpm_simple"``)."""
+        if ddpm_objective not in DDPM_OBJECTIVES:
+            raise ValueError(f"unknown ddpm_objective {ddpm_objective!r}; valid values are: "
+                             f"{', '.join(DDPM_OBJECTIVES)}")
+        if x is not None:
+            self._check_x(x)
+        num = x.shape[0] if x is not None else (num_data or 1)
+        like = self.betas
+        with pyro.plate("data", num, subsample_size=subsample_size, dim=-1) as idx:
+            x0 = None if x is None else self._to_unit(x.index_select(0, idx))
+            if ddpm_objective != "elbo":
+                if x0 is None:
+                    raise ValueError(f"ddpm_objective={ddpm_objective!r} trains on data: "
+                                     "pass x")
+                pyro.factor(ddpm_objective, -self._objective(x0, ddpm_objective))
+                return None
+            zeros = like.new_zeros(len(idx), self.dim)
+            xt = pyro.sample(f"x_{self.num_steps}",
+                             dist.Normal(zeros, torch.ones_like(zeros)).to_event(1))
+            for t in range(self.num_steps, 1, -1):
+                steps = self._timesteps(t, xt)
+                xt = pyro.sample(f"x_{t - 1}", dist.Normal(
+                    self.p_mean(xt, steps), self.p_scale(steps).unsqueeze(-1)
+                    .expand(*xt.shape)).to_event(1))
+            steps = self._timesteps(1, xt)
+            mean = self.p_mean(xt, steps)
+            scale = self.p_scale(steps).unsqueeze(-1).expand(*mean.shape)
+            obs = None if x is None else x.index_select(0, idx)
+            if self.data_range is None:
+                return pyro.sample("x", dist.Normal(mean, scale).to_event(1), obs=obs)
+            # The decoder in data space: unit = 2 (x - low) / (high - low) - 1, affine.
+            low, high = self.data_range
+            half = (high - low) / 2
+            return pyro.sample("x", dist.Normal(low + (mean + 1) * half,
+                                                scale * half).to_event(1), obs=obs)
+
+    def guide(self, x: Tensor | None = None, num_data: int | None = None,
+              subsample_size: int | None = None, ddpm_objective: str = "elbo",
+              **_: Any) -> None:
+        """The fixed forward chain q(x_{1:T} | x_0) (empty for the per-timestep
+        objectives, which draw x_t in closed form)."""
+        if x is None or ddpm_objective != "elbo":
+            return
+        with pyro.plate("data", x.shape[0], subsample_size=subsample_size, dim=-1) as idx:
+            previous = self._to_unit(x.index_select(0, idx))
+            for t in range(1, self.num_steps + 1):
+                beta = self.betas[t - 1]
+                previous = pyro.sample(f"x_{t}", dist.Normal(
+                    (1 - beta).sqrt() * previous,
+                    beta.sqrt().expand(*previous.shape)).to_event(1))
+
+    # --- objectives and the bound --------------------------------------------------------
+    def _kl_terms(self, x0: Tensor, t: Tensor, xt: Tensor) -> Tensor:
+        """L_{t-1} (t >= 2) or L_0 (t = 1) per datum, network space."""
+        mean = self.p_mean(xt, t)
+        var = self.betas[t - 1].unsqueeze(-1)
+        post_mean, post_var = self.q_posterior(x0, xt, t.clamp(min=2))
+        kl = 0.5 * (torch.log(var / post_var) + (post_var + (post_mean - mean) ** 2) / var
+                    - 1).sum(-1)
+        nll0 = -dist.Normal(mean, var.sqrt().expand_as(mean)).log_prob(x0).sum(-1)
+        return torch.where(t == 1, nll0, kl)
+
+    def _prior_term(self, x0: Tensor) -> Tensor:
+        """L_T = KL(q(x_T | x_0) || N(0, I)) per datum."""
+        abar = self.abar[-1]
+        mean, var = abar.sqrt() * x0, (1 - abar)
+        return 0.5 * (var + mean ** 2 - 1 - torch.log(var)).sum(-1)
+
+    def _objective(self, x0: Tensor, name: str) -> Tensor:
+        t = torch.randint(1, self.num_steps + 1, x0.shape[:-1], device=x0.device)
+        noise = torch.randn_like(x0)
+        xt = self.q_sample(x0, t, noise)
+        if name == "ddpm_simple":
+            return ((noise - self.denoiser(xt, t)) ** 2).sum(-1)
+        # Rao-Blackwellised bound, network space (the Jacobian is a constant)
+        return self.num_steps * self._kl_terms(x0, t, xt) + self._prior_term(x0)
+
+    @torch.no_grad()
+    def bound(self, x: Tensor, *, num_samples: int = 1, seed: int | None = 0,
+              batch_size: int = 1024) -> DDPMBound:
+        """The DDPM bound on -log p(x) per datum and per timestep: every L_{t-1} and L_0
+        with x_t ~ q(x_t | x_0) (``num_samples`` draws averaged), L_T exactly; in data
+        space (the Jacobian of the [-1, 1] map included)."""
+        self._check_x(x)
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or \
+                num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        rows = []
+        with seeded(seed):
+            for start in range(0, x.shape[0], batch_size):
+                x0 = self._to_unit(x[start:start + batch_size])
+                terms = x0.new_zeros(self.num_steps + 1, x0.shape[0])
+                for t in range(1, self.num_steps + 1):
+                    steps = self._timesteps(t, x0)
+                    total = x0.new_zeros(x0.shape[0])
+                    for _ in range(num_samples):
+                        xt = self.q_sample(x0, steps, torch.randn_like(x0))
+                        total += self._kl_terms(x0, steps, xt)
+                    terms[t - 1] = total / num_samples
+                terms[-1] = self._prior_term(x0)
+                rows.append(terms)
+        terms = torch.cat(rows, 1)
+        nll = terms.sum(0) - self._log_jacobian()
+        return DDPMBound(nll, nll / (self.dim * math.log(2)), terms)
+
+    def log_prob(self, x: Tensor, *, num_samples: int = 1, seed: int | None = 0,
+                 **_: Any) -> Tensor:
+        """Minus the DDPM bound: a lower bound on log p(x) (``density="bound"``)."""
+        return -self.bound(x, num_samples=num_samples, seed=seed).nll
+
+    # --- sampling ------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, num_samples: int, *, num_steps: int | None = None, **_: Any) -> Tensor:
+        """Ancestral sampling (Algorithm 2) in data space, (num_samples, D). With
+        ``num_steps`` < T, the chain is strided: timesteps tau_1 < ... < tau_S evenly
+        spaced, betas recomputed from abar on them (the sub-chain DDPM defines), sigma^2
+        = beta."""
+        steps = self.num_steps if num_steps is None else num_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or \
+                not 1 <= steps <= self.num_steps:
+            raise ValueError(f"num_steps must be an integer in 1..{self.num_steps}, got "
+                             f"{num_steps!r}")
+        taus = torch.linspace(1, self.num_steps, steps).round().long().unique()
+        abar = self.abar[taus - 1]
+        abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+        x = torch.randn(num_samples, self.dim, dtype=self.betas.dtype,
+                        device=self.betas.device)
+        for k in range(len(taus) - 1, -1, -1):
+            alpha = abar[k] / abar_prev[k]
+            beta = 1 - alpha
+            t = torch.full((num_samples,), int(taus[k]), dtype=torch.long, device=x.device)
+            mean = (x - beta / (1 - abar[k]).sqrt() * self.denoiser(x, t)) / alpha.sqrt()
+            x = mean + (beta.sqrt() * torch.randn_like(x) if k > 0 else 0)
+        return self._from_unit(x)
+
+    def extra_repr(self) -> str:
+        return (f"dim={self.dim}, num_steps={self.num_steps}, schedule={self.schedule!r}, "
+                f"data_range={self.data_range}")
