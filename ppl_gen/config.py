@@ -78,7 +78,8 @@ class SVIConfig:
             ``"ddpm_simple"`` —, else ``"enum"`` when the model marks discrete sites for
             enumeration, else ``"trace"``); ``"ddpm_simple"``/``"ddpm_rb"`` (diffusion's
             per-timestep objectives, see :mod:`ppl_gen.models.ddpm`); ``"trace"``
-            (Trace_ELBO, Monte-Carlo KL); ``"meanfield"`` (TraceMeanField_ELBO, closed-form KL where available); ``"enum"``
+            (Trace_ELBO, Monte-Carlo KL); ``"meanfield"`` (TraceMeanField_ELBO,
+            closed-form KL where available); ``"enum"``
             (TraceEnum_ELBO, discrete latents summed out); ``"renyi"`` (RenyiELBO with
             ``renyi_alpha``); ``"iwae"`` (RenyiELBO with alpha = 0, the importance-weighted
             bound of Burda et al. 2016).
