@@ -90,6 +90,7 @@ def init(problem: Problem, config: AdversarialConfig | None = None,
     generator = torch.Generator(device=device).manual_seed(seed)
     if problem.module is not None:
         problem.module.train()
+        problem.module.__dict__.pop("_adversarial_params", None)  # modules may change
     return AdversarialState(problem, optimizers, generator, 0, config)
 
 
@@ -103,6 +104,16 @@ def _batch(state: AdversarialState, batch_size: int) -> dict[str, Tensor]:
     rows = torch.randperm(num_rows, generator=state.generator, device=device)[:batch_size]
     return {k: v.index_select(0, rows) for k, v in state.problem.data.items()
             if isinstance(v, Tensor) and v.dim() and v.shape[0] == num_rows}
+
+
+def _clear_grads(module: torch.nn.Module) -> None:
+    """``module.zero_grad(set_to_none=True)`` without walking the module tree on every
+    phase (a quarter of a small GAN's step): the parameter list is read once."""
+    params = module.__dict__.get("_adversarial_params")
+    if params is None:
+        params = module.__dict__["_adversarial_params"] = list(module.parameters())
+    for param in params:
+        param.grad = None
 
 
 def step(state: AdversarialState,
@@ -120,7 +131,7 @@ def step(state: AdversarialState,
         repeats = config.discriminator_steps if name == "discriminator" else 1
         for _ in range(repeats):
             batch = _batch(state, config.batch_size)
-            module.zero_grad(set_to_none=True)
+            _clear_grads(module)
             loss = model.adversarial_loss(name, batch)
             value = float(loss.detach())
             if not np.isfinite(value):
@@ -132,7 +143,7 @@ def step(state: AdversarialState,
             if after_step is not None:
                 after_step(name)  # e.g. WGAN's weight clipping
             losses[name] = value
-    module.zero_grad(set_to_none=True)
+    _clear_grads(module)
     total = sum(losses.values())
     return state._replace(num_steps=state.num_steps + 1), StepInfo(total, losses)
 

@@ -438,7 +438,7 @@ class GAN(GenerativeModel):
         x = batch["x"]
         self._check_x(x)
         labels = self._labels(batch["y"]) if self.num_classes else None
-        z = self._prior(x).sample((x.shape[0],))
+        z = torch.randn(x.shape[0], self.latent_dim, dtype=x.dtype, device=x.device)
         objective = self.objective
         if phase == "discriminator":
             real = self._to_unit(x)
