@@ -44,6 +44,7 @@ def test_meanfield_is_flagged_and_fullrank_passes(collinear):
     assert "| meanfield |" in markdown and "unreliable" in markdown
 
 
+@pytest.mark.slow  # a long statistical check: CI runs it (pytest -m slow)
 def test_meanfield_on_a_correlated_non_gaussian_posterior_is_biased_and_flagged():
     """Logistic regression on ten breast-cancer features whose correlations reach 0.997
     (radius, perimeter, area): the posterior is strongly correlated and skewed, so a

@@ -56,6 +56,7 @@ def test_a_too_narrow_sampler_is_detected():
     assert np.mean((ranks < 10) | (ranks > 89)) > 0.3  # 0.2 if uniform
 
 
+@pytest.mark.slow  # a long statistical check: CI runs it (pytest -m slow)
 def test_chees_is_calibrated_on_a_correlated_regression():
     """40 simulations (~1 s each): enough to catch a gross miscalibration; the 100+-simulation
     runs on eight schools with ChEES and NUTS are in benchmarks/sbc.py."""

@@ -219,6 +219,7 @@ def test_model_that_mixes_chains_is_refused_naming_the_site():
                     num_warmup=5, num_samples=5, device="cpu")
 
 
+@pytest.mark.slow  # a long statistical check: CI runs it (pytest -m slow)
 def test_enumerated_assignments_are_summed_out_and_agree_with_pyro_nuts():
     """The Bayesian GMM's assignments z are enumerated: the batched potential sums them out
     per chain (checked against Pyro's own potential), and the draws agree with Pyro's NUTS
