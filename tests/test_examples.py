@@ -10,7 +10,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLES = ["gmm_em_svi_nuts.py", "ppca_em.py", "eight_schools_vi_vs_mcmc.py",
             "logistic_regression.py", "your_own_pyro_model.py", "explicit_density.py",
             "vae_vs_autoencoder.py", "elbo_decomposition.py", "amortization_gap.py",
-            "cvae_bayes_classifier.py", "many_chains.py"]
+            "cvae_bayes_classifier.py", "many_chains.py", "gans_and_diffusion.py"]
 
 
 @pytest.mark.examples

@@ -7,6 +7,7 @@ from .amortization import AmortizationGap, amortization_gap
 from .checks import ReliabilityWarning, check_draws, e_bfmi, nested_rhat
 from .compare import PosteriorComparison, compare_posteriors, importance_log_weights, khat_verdict
 from .convert import arviz_summary, ess, loo, mcse, psis_khat, rhat, to_inference_data, waic
+from .features import class_coverage, digit_classifier, frechet_distance
 from .generative import ModeCoverage, PrecisionRecall, mode_coverage, precision_recall
 from .sbc import SBCResult, sbc
 from .summary import summarize
@@ -16,4 +17,5 @@ __all__ = ["amortization_gap", "AmortizationGap", "to_inference_data", "summariz
            "importance_log_weights", "khat_verdict", "arviz_summary", "psis_khat", "loo",
            "waic", "ess", "rhat", "mcse", "ReliabilityWarning", "check_draws", "e_bfmi",
            "nested_rhat", "sbc", "SBCResult", "mode_coverage", "ModeCoverage",
-           "precision_recall", "PrecisionRecall"]
+           "precision_recall", "PrecisionRecall", "digit_classifier", "class_coverage",
+           "frechet_distance"]
