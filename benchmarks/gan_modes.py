@@ -59,11 +59,13 @@ def pacgan_networks(bias: bool) -> tuple[nn.Module, nn.Module]:
     return generator, discriminator
 
 
-def run(dataset: str, objective: str, seed: int, steps: int) -> dict:
+def run(dataset: str, objective: str, seed: int, steps: int,
+        penalty_weight: float = 10.0) -> dict:
     torch.manual_seed(seed)
     ds = ppl_gen.load_dataset(dataset, num_data=100000, seed=seed)
     generator, discriminator = pacgan_networks(bias=objective not in ("wgan", "wgan_gp"))
-    model = GAN(2, 2, objective=objective, generator=generator, discriminator=discriminator)
+    model = GAN(2, 2, objective=objective, generator=generator, discriminator=discriminator,
+                penalty_weight=penalty_weight)
     options = {"learning_rate": 1e-4, "betas": (0.8, 0.999)}
     if objective == "wgan_gp":  # Gulrajani et al.'s settings
         options = {"learning_rate": 1e-4, "betas": (0.5, 0.9), "discriminator_steps": 5}
@@ -88,12 +90,15 @@ def main() -> None:
     parser.add_argument("--objectives", nargs="*",
                         default=["minimax", "non_saturating", "wgan", "wgan_gp"])
     parser.add_argument("--datasets", nargs="*", default=["gaussian_ring", "gaussian_grid"])
+    parser.add_argument("--penalty-weight", type=float, default=10.0,
+                        help="WGAN-GP's lambda (10 for images; Gulrajani et al.'s toy code "
+                        "uses 0.1)")
     args = parser.parse_args()
     rows = []
     for dataset in args.datasets:
         for objective in args.objectives:
             for seed in range(args.seeds):
-                row = run(dataset, objective, seed, args.steps)
+                row = run(dataset, objective, seed, args.steps, args.penalty_weight)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     print(f"\n{args.steps} steps ({100 * args.steps / 400000:.2g}% of PacGAN's 400,000), "
