@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from .._rng import seeded
+from ..nn import check_data_range, from_unit, log_jacobian, to_unit
 from .base import GenerativeModel, check_data_keys
 
 __all__ = ["DDPM", "beta_schedule", "DDPMBound", "SCHEDULES", "DDPM_OBJECTIVES"]
@@ -138,12 +139,7 @@ class DDPM(GenerativeModel):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
         betas = beta_schedule(schedule, num_steps)
-        if data_range is not None:
-            low, high = (float(v) for v in data_range)
-            if not high > low:
-                raise ValueError(f"data_range must be (low, high) with high > low, got "
-                                 f"{data_range!r}")
-            data_range = (low, high)
+        data_range = check_data_range(data_range)
         self.dim, self.num_steps, self.schedule = dim, num_steps, schedule
         self.data_range = data_range
         dtype = torch.get_default_dtype()
@@ -178,23 +174,14 @@ class DDPM(GenerativeModel):
 
     # --- the chain's closed forms --------------------------------------------------------
     def _to_unit(self, x: Tensor) -> Tensor:
-        if self.data_range is None:
-            return x
-        low, high = self.data_range
-        return 2 * (x - low) / (high - low) - 1
+        return to_unit(x, self.data_range)
 
     def _from_unit(self, u: Tensor) -> Tensor:
-        if self.data_range is None:
-            return u
-        low, high = self.data_range
-        return low + (u + 1) * (high - low) / 2
+        return from_unit(u, self.data_range)
 
     def _log_jacobian(self) -> float:
         """log |d unit / d x| summed over dimensions (0 without a data range)."""
-        if self.data_range is None:
-            return 0.0
-        low, high = self.data_range
-        return self.dim * math.log(2 / (high - low))
+        return log_jacobian(self.dim, self.data_range)
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (network space; t in 1..T)."""

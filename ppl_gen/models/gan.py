@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..nn import MLP, image_shape_for
+from ..nn import MLP, check_data_range, check_image_grid, from_unit, image_shape_for, to_unit
 from ..registry import Registry
 from .base import GenerativeModel, check_data_keys
 
@@ -103,22 +103,13 @@ GAN_OBJECTIVES.register("wgan_gp", "Wasserstein critic with a gradient penalty")
                  gradient_penalty=True))
 
 
-def _check_grid(image_shape: tuple[int, int]) -> tuple[int, int]:
-    height, width = image_shape
-    if height % 4 or width % 4:
-        raise ValueError(f"architecture='dcgan' halves the image twice, so height and width "
-                         f"must be multiples of 4; got {tuple(image_shape)} (use "
-                         "architecture='mlp')")
-    return height // 4, width // 4
-
-
 class _DCGenerator(nn.Module):
     """z -> dense -> (2C, H/4, W/4) -> two stride-2 transposed convolutions, batch norm and
     ReLU between (Radford et al. 2016), flattened output (..., H*W) before the tanh."""
 
     def __init__(self, in_dim: int, image_shape: tuple[int, int], channels: int) -> None:
         super().__init__()
-        self.small, self.channels = _check_grid(image_shape), channels
+        self.small, self.channels = check_image_grid(image_shape), channels
         size = 2 * channels * self.small[0] * self.small[1]
         self.dense = nn.Sequential(nn.Linear(in_dim, size), nn.BatchNorm1d(size), nn.ReLU())
         self.deconvolutions = nn.Sequential(
@@ -141,7 +132,7 @@ class _DCDiscriminator(nn.Module):
     def __init__(self, image_shape: tuple[int, int], channels: int, extra: int,
                  batch_norm: bool) -> None:
         super().__init__()
-        small = _check_grid(image_shape)
+        small = check_image_grid(image_shape)
         self.image_shape, self.extra = tuple(image_shape), extra
         self.features = nn.Sequential(
             nn.Conv2d(1 + extra, channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
@@ -243,12 +234,7 @@ class GAN(GenerativeModel):
                              f"[-c, c]), got {clip_value!r}")
         if not penalty_weight >= 0:
             raise ValueError(f"penalty_weight must be >= 0, got {penalty_weight!r}")
-        if data_range is not None:
-            low, high = (float(v) for v in data_range)
-            if not high > low:
-                raise ValueError(f"data_range must be (low, high) with high > low, got "
-                                 f"{data_range!r}")
-            data_range = (low, high)
+        data_range = check_data_range(data_range)
         penalised = GAN_OBJECTIVES[objective].gradient_penalty
         if batch_norm is None:
             batch_norm = not penalised
@@ -331,16 +317,10 @@ class GAN(GenerativeModel):
 
     # --- data <-> network space ----------------------------------------------------------
     def _to_unit(self, x: Tensor) -> Tensor:
-        if self.data_range is None:
-            return x
-        low, high = self.data_range
-        return 2 * (x - low) / (high - low) - 1
+        return to_unit(x, self.data_range)
 
     def _from_unit(self, u: Tensor) -> Tensor:
-        if self.data_range is None:
-            return u
-        low, high = self.data_range
-        return low + (u + 1) * (high - low) / 2
+        return from_unit(u, self.data_range)
 
     def _labels(self, y: Tensor) -> Tensor:
         if y.dtype.is_floating_point:

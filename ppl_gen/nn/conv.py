@@ -52,13 +52,17 @@ class MaskedConv2d(nn.Conv2d):
         return self._conv_forward(x, self.weight * self.mask, self.bias)
 
 
-def _check_image_shape(image_shape: tuple[int, int]) -> tuple[int, int]:
+def check_image_grid(image_shape: tuple[int, int]) -> tuple[int, int]:
+    """The (H/4, W/4) grid of networks that halve an image twice (the convolutional VAE,
+    DCGAN); other sizes fail, naming the MLP alternative."""
     height, width = image_shape
     if height % 4 or width % 4:
-        raise ValueError(f"the convolutional encoder/decoder halves the image twice, so "
-                         f"height and width must be multiples of 4; got {tuple(image_shape)} "
-                         "(use architecture='mlp' for other sizes)")
+        raise ValueError(f"the convolutional networks halve the image twice, so height and "
+                         f"width must be multiples of 4; got {tuple(image_shape)} (use "
+                         "architecture='mlp' for other sizes)")
     return height // 4, width // 4
+
+
 
 
 class ConvEncoder(nn.Module):
@@ -71,7 +75,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, image_shape: tuple[int, int], out_dim: int, *, channels: int = 32,
                  hidden_dim: int = 256, in_extra: int = 0) -> None:
         super().__init__()
-        small = _check_image_shape(image_shape)
+        small = check_image_grid(image_shape)
         self.image_shape = tuple(image_shape)
         self.in_extra = in_extra
         self.convolutions = nn.Sequential(
@@ -98,7 +102,7 @@ class ConvDecoder(nn.Module):
     def __init__(self, in_dim: int, image_shape: tuple[int, int], *, out_channels: int = 1,
                  channels: int = 32, hidden_dim: int = 256) -> None:
         super().__init__()
-        self.small = _check_image_shape(image_shape)
+        self.small = check_image_grid(image_shape)
         self.channels = channels
         self.dense = nn.Sequential(
             nn.Linear(in_dim, hidden_dim), nn.ReLU(),
