@@ -230,12 +230,14 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
 
 
 def _sample_figures(result: Any, dataset: Any) -> dict[str, Any]:
-    """Samples of a two-player model (GAN, AAE): an image grid, or 2-D points over the
-    data's density — people would rather look at these than read a loss."""
+    """Samples of a two-player model (GAN, AAE) or of one that asks (DDPM): an image
+    grid, or 2-D points over the data's density — people would rather look at these than
+    read a loss."""
     from . import plots
 
     module = result.problem.module
-    if result.kind != "two-player" or module is None or not hasattr(module, "sample"):
+    if module is None or not hasattr(module, "sample") or not (
+            result.kind == "two-player" or getattr(module, "sample_figure", False)):
         return {}
     x = result.problem.data.get(module.observed)
     shape = (getattr(module, "image_shape", None)

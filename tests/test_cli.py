@@ -111,3 +111,23 @@ def test_a_clean_svi_run_prints_no_warnings(tmp_path, capfd):
                  str(tmp_path / "svi"), "--device", "cpu", "--vi-draws", "200"]) == 0
     captured = capfd.readouterr()
     assert "WARNING" not in captured.err.upper() and "Warning" not in captured.err
+
+
+def test_fit_ddpm_from_the_command_line_summarises_quickly(tmp_path, monkeypatch):
+    """The summary evaluates DDPM's bound with one x_t draw per timestep (it once used a
+    VAE's 100 importance samples: 100 x T network passes per row, minutes)."""
+    from ppl_gen.models.ddpm import DDPM
+
+    draws = []
+    real_bound = DDPM.bound
+
+    def bound(self, x, *, num_samples=1, **kwargs):
+        draws.append(num_samples)
+        return real_bound(self, x, num_samples=num_samples, **kwargs)
+
+    monkeypatch.setattr(DDPM, "bound", bound)
+    out = tmp_path / "ddpm"
+    assert main(["fit", "ddpm", "--num-steps", "5", "--model-option", "num_steps=20",
+                 "--data-option", "num_data=300", "--out", str(out), "--device", "cpu"]) == 0
+    assert {"samples.png", "summary.json", "history.json"} <= {p.name for p in out.iterdir()}
+    assert draws and max(draws) == 1

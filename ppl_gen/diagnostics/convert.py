@@ -173,7 +173,9 @@ def _point_evaluation(result: FitResult, log_likelihood: bool, posterior_predict
     with torch.no_grad():
         if log_likelihood and module is not None and module.density in ("exact", "bound"):
             # "bound": an importance-sampled estimate; 100 draws per datum keep it cheap.
-            options = {"num_samples": 100} if module.density == "bound" else {}
+            options = getattr(module, "summary_log_prob_options", None)
+            if options is None:
+                options = {"num_samples": 100} if module.density == "bound" else {}
             try:
                 loglik = {problem.observed[0]:
                           module.log_prob(**problem.data, **options)[None]}

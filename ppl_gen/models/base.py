@@ -103,6 +103,11 @@ class GenerativeModel(PyroModule):
     engines: ClassVar[tuple[str, ...] | None] = None
     #: The SVI loss ``loss="auto"`` picks for this model (``None``: the engine decides).
     default_loss: ClassVar[str | None] = None
+    #: Options ``to_inference_data`` passes to ``log_prob`` for the pointwise
+    #: log-likelihood (``None``: 100 importance samples for ``density="bound"``).
+    summary_log_prob_options: ClassVar[dict[str, Any] | None] = None
+    #: The CLI shows this model's samples (``samples.png``); two-player models always.
+    sample_figure: ClassVar[bool] = False
 
     #: Engines that sample global parameters from their posterior.
     MCMC_ENGINES: ClassVar[tuple[str, ...]] = ("nuts", "hmc", "chees")

@@ -27,7 +27,7 @@ subset (DDPM's ancestral sampler on the coarser chain).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import pyro
 import pyro.distributions as dist
@@ -130,6 +130,10 @@ class DDPM(GenerativeModel):
     has_local_guide = True
     engines = ("svi",)
     default_loss = "ddpm_simple"
+    #: Summaries evaluate the bound with one x_t draw per timestep: it is Rao-Blackwellised
+    #: already (a VAE's 100 importance samples would mean 100 x T network passes per row).
+    summary_log_prob_options: ClassVar[dict[str, Any]] = {"num_samples": 1}
+    sample_figure = True
 
     def __init__(self, dim: int, num_steps: int = 1000, *, schedule: str = "linear",
                  hidden_dims: tuple[int, ...] = (128, 128, 128), embedding_dim: int = 32,
