@@ -18,7 +18,7 @@ from pyro.nn import PyroModule
 from torch import Tensor
 from torch.distributions import constraints
 
-__all__ = ["GenerativeModel", "check_data_keys"]
+__all__ = ["GenerativeModel", "check_data_keys", "continuous_data"]
 
 
 def check_data_keys(name: str, required: tuple[str, ...], data: Mapping[str, Any]) -> None:
@@ -30,6 +30,22 @@ def check_data_keys(name: str, required: tuple[str, ...], data: Mapping[str, Any
             f"{', '.join(data) or 'none'} (missing: {', '.join(missing)}); pick a dataset that "
             f"provides them (ppl-gen list)"
         )
+
+
+def continuous_data(model: type, dataset: Any, needs: str, because: str = ""
+                    ) -> tuple[Mapping[str, Any], Tensor, dict[str, Any]]:
+    """(tensors, x, meta) of a dataset for a model of continuous data shaped (N, D); binary
+    x is refused with ``needs`` (why this model cannot take it) and the fix."""
+    tensors = getattr(dataset, "tensors", dataset)
+    check_data_keys(model.__name__, model.data_keys, tensors)
+    x = tensors["x"]
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
+    if bool(((x == 0) | (x == 1)).all()):
+        raise ValueError(f"{needs}, but x holds only 0 and 1{because}; load the images in grey "
+                         "levels (load_dataset('mnist', binarize=False)) or dequantized, or "
+                         "fit a binary-data model (nade, made, pixelcnn, vae)")
+    return tensors, x, getattr(dataset, "meta", {}) or {}
 
 
 def _in_pyro_context(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from .._rng import seeded
 from ..nn import check_data_range, from_unit, log_jacobian, to_unit
-from .base import GenerativeModel, check_data_keys
+from .base import GenerativeModel, continuous_data
 
 __all__ = ["DDPM", "beta_schedule", "DDPMBound", "SCHEDULES", "DDPM_OBJECTIVES"]
 
@@ -161,17 +161,8 @@ class DDPM(GenerativeModel):
     @classmethod
     def from_dataset(cls, dataset: Any, **kwargs: Any) -> DDPM:
         """Sizes from the data; images (``meta["image_shape"]``) are mapped to [-1, 1]."""
-        tensors = getattr(dataset, "tensors", dataset)
-        check_data_keys(cls.__name__, cls.data_keys, tensors)
-        x = tensors["x"]
-        if x.dim() != 2:
-            raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
-        if bool(((x == 0) | (x == 1)).all()):
-            raise ValueError("DDPM here has a Gaussian decoder p(x_0 | x_1) for continuous "
-                             "data, but x holds only 0 and 1; load the images in grey "
-                             "levels (binarize=False) or dequantized, or fit a binary-data "
-                             "model (nade, made, pixelcnn, vae)")
-        meta = getattr(dataset, "meta", {}) or {}
+        _, x, meta = continuous_data(cls, dataset, "DDPM here has a Gaussian decoder "
+                                     "p(x_0 | x_1) for continuous data")
         if "image_shape" in meta:
             kwargs.setdefault("data_range", (float(x.min()), float(x.max())))
         return cls(x.shape[-1], **kwargs)

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from ..nn import MLP, check_data_range, check_image_grid, from_unit, image_shape_for, to_unit
 from ..registry import Registry
-from .base import GenerativeModel, check_data_keys
+from .base import GenerativeModel, check_data_keys, continuous_data
 
 __all__ = ["GAN", "GANObjective", "GAN_OBJECTIVES", "ARCHITECTURES"]
 
@@ -288,18 +288,9 @@ class GAN(GenerativeModel):
         """Sizes from the data; images get ``data_range`` (mapped to [-1, 1]) and their
         ``image_shape``; ``num_classes`` (conditional GAN) and ``class_prior`` from ``y``
         when ``conditional=True``. Binary data are refused: G(z) is continuous."""
-        tensors = getattr(dataset, "tensors", dataset)
-        check_data_keys(cls.__name__, cls.data_keys, tensors)
-        x = tensors["x"]
-        if x.dim() != 2:
-            raise ValueError(f"x must have shape (N, D), got {tuple(x.shape)}")
-        if bool(((x == 0) | (x == 1)).all()):
-            raise ValueError("a GAN needs continuous data, but x holds only 0 and 1: G(z) "
-                             "is continuous, so D would tell fakes apart by their values "
-                             "alone; load the images in grey levels (load_dataset('mnist', "
-                             "binarize=False)) or dequantized, or fit a binary-data model "
-                             "(nade, made, pixelcnn, vae)")
-        meta = getattr(dataset, "meta", {}) or {}
+        tensors, x, meta = continuous_data(
+            cls, dataset, "a GAN needs continuous data",
+            " (G(z) is continuous, so D would tell fakes apart by their values alone)")
         if "image_shape" in meta:
             kwargs.setdefault("image_shape", tuple(meta["image_shape"]))
             kwargs.setdefault("data_range", (float(x.min()), float(x.max())))
