@@ -159,7 +159,9 @@ class SVIConfig:
                              f"{self.batch_size!r}")
         if self.num_threads is not None:
             _positive_int("num_threads", self.num_threads)
-        if self.loss == "renyi" and (self.renyi_alpha == 1 or not math.isfinite(self.renyi_alpha)):
+        if not math.isfinite(self.renyi_alpha):
+            raise ValueError(f"renyi_alpha must be a finite number, got {self.renyi_alpha!r}")
+        if self.loss == "renyi" and self.renyi_alpha == 1:
             raise ValueError("renyi_alpha must be finite and != 1 (alpha = 1 is the ELBO: "
                              "use loss='trace')")
         if self.loss == "iwae" and self.num_particles < 2:
