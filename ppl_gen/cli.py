@@ -256,6 +256,9 @@ def _sample_figures(result: Any, dataset: Any) -> dict[str, Any]:
 def _print_summary(summary: dict[str, Any], limit: int = 12) -> None:
     params = summary.get("parameters", {})
     keys = ["mean", "sd", "r_hat", "ess_bulk"]
+    psis = summary.get("psis") or {}
+    if "khat" in psis:  # VI: the PSIS-corrected numbers beside the guide's own
+        keys = ["mean", "sd", "psis_mean", "psis_sd", "psis_mcse_mean"]
     shown = list(params.items())[:limit]
     if shown:
         print(f"{'parameter':<20}" + "".join(f"{k:>12}" for k in keys))
@@ -267,6 +270,12 @@ def _print_summary(summary: dict[str, Any], limit: int = 12) -> None:
             print(f"... {len(params) - limit} more in summary.json")
     if "divergences" in summary:
         print(f"divergences: {summary['divergences']}")
+    if "khat" in psis:
+        print(f"PSIS k-hat: {psis['khat']:.2f} ({psis['verdict']}; < 0.5 good, 0.5-0.7 ok, "
+              f"> 0.7 unreliable; {psis['num_draws']} draws, {psis['seconds']:.1f} s); "
+              "psis_* columns: the guide's draws reweighted towards the posterior")
+    elif psis.get("skipped"):
+        print(f"PSIS k-hat: not computed ({psis['skipped']})")
     for message in summary.get("warnings", []):
         print(f"WARNING: {message}")
     if summary.get("engine") == "em":

@@ -17,6 +17,9 @@ ALLOWED_UPWARD = {
     # fit attaches convergence checks to every sampler result; checks.py needs only numpy
     # and ArviZ, so this is a call into a leaf, not a cycle.
     ("inference/__init__.py", "diagnostics.checks"),
+    # ... and the VI reliability report (PSIS k-hat, corrected summaries) to every SVI
+    # result; imported when fit returns, after both layers have loaded: no cycle.
+    ("inference/__init__.py", "diagnostics.vi"),
 }
 
 

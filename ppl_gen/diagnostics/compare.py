@@ -17,29 +17,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 from scipy.stats import wasserstein_distance
 
 from .._rng import seeded_call
-from ..inference.base import FitResult, enumerated_sites, max_plate_nesting, param_scope
+from ..inference.base import FitResult
 from ..inference.predictive import draw_from_guide, evaluate_draws
 from .checks import ReliabilityWarning
-from .convert import mcse, psis_khat
+from .convert import mcse
 from .summary import MAX_SUMMARY_SIZE
+from .vi import importance_draws, khat_verdict, psis_summary
 
 __all__ = ["PosteriorComparison", "compare_posteriors", "importance_log_weights",
            "khat_verdict"]
-
-
-def khat_verdict(khat: float) -> str:
-    """Yao et al.'s reading of a k-hat value."""
-    if not np.isfinite(khat):
-        return "undefined"
-    if khat < 0.5:
-        return "good"
-    if khat <= 0.7:
-        return "ok"
-    return "unreliable"
 
 
 @dataclass(frozen=True)
@@ -48,8 +37,9 @@ class PosteriorComparison:
 
     Attributes:
         rows: One dict per (approximation, parameter element): ``approximation``,
-            ``parameter``, ``vi_mean``, ``vi_sd``, ``mcmc_mean``, ``mcmc_sd``, ``mcmc_mcse``,
-            ``std_mean_diff``, ``sd_ratio``, ``wasserstein``.
+            ``parameter``, ``vi_mean``, ``vi_sd``, ``psis_mean``, ``psis_sd`` (the guide's
+            draws PSIS-reweighted), ``mcmc_mean``, ``mcmc_sd``, ``mcmc_mcse``,
+            ``std_mean_diff``, ``psis_std_mean_diff``, ``sd_ratio``, ``wasserstein``.
         khat: PSIS k-hat per approximation.
         num_mcmc_draws: MCMC draws used (all chains).
         num_vi_draws: Draws from each guide.
@@ -86,15 +76,20 @@ class PosteriorComparison:
             lines.append(f"| {name} | {k:.2f} | {khat_verdict(k)} |")
         lines += ["", "k-hat < 0.5: good; 0.5-0.7: ok; > 0.7: the approximation is "
                   "unreliable (Yao et al. 2018).", "",
-                  "| approximation | parameter | VI mean | MCMC mean | VI sd | MCMC sd | "
-                  "std. mean diff | sd ratio | W1 |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| approximation | parameter | VI mean | PSIS mean | MCMC mean | VI sd | "
+                  "PSIS sd | MCMC sd | std. mean diff | PSIS std. mean diff | sd ratio | W1 |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in self.rows:
             lines.append(
                 f"| {r['approximation']} | {r['parameter']} | {r['vi_mean']:.3f} | "
-                f"{r['mcmc_mean']:.3f} | {r['vi_sd']:.3f} | {r['mcmc_sd']:.3f} | "
-                f"{r['std_mean_diff']:+.2f} | {r['sd_ratio']:.2f} | {r['wasserstein']:.3f} |")
-        lines += ["", "std. mean diff = (VI mean - MCMC mean) / MCMC sd; sd ratio = VI sd / "
+                f"{r.get('psis_mean', float('nan')):.3f} | {r['mcmc_mean']:.3f} | "
+                f"{r['vi_sd']:.3f} | {r.get('psis_sd', float('nan')):.3f} | "
+                f"{r['mcmc_sd']:.3f} | {r['std_mean_diff']:+.2f} | "
+                f"{r.get('psis_std_mean_diff', float('nan')):+.2f} | {r['sd_ratio']:.2f} | "
+                f"{r['wasserstein']:.3f} |")
+        lines += ["", "VI: the guide's raw draws; PSIS: the same guide's draws reweighted by "
+                  "Pareto-smoothed importance weights (trust them where k-hat <= 0.7); "
+                  "std. mean diff = (mean - MCMC mean) / MCMC sd; sd ratio = VI sd / "
                   "MCMC sd (below 1: VI is overconfident); W1 = 1-D Wasserstein distance."]
         return "\n".join(lines) + "\n"
 
@@ -102,20 +97,11 @@ class PosteriorComparison:
 @seeded_call
 def importance_log_weights(result: FitResult, num_samples: int = 1000, *, seed: int = 0
                            ) -> np.ndarray:
-    """log p(x, z_s) - log q(z_s) for z_s ~ q, with enumerated discrete sites summed out."""
-    problem = result.problem
+    """log p(x, z_s) - log q(z_s) for z_s ~ q, with enumerated discrete sites summed out
+    (:func:`ppl_gen.diagnostics.vi.importance_draws`, without keeping the draws)."""
     if result.guide is None:
         raise ValueError("importance weights need a fitted guide (an SVI result)")
-    trace = problem.structure
-    nesting = max_plate_nesting(trace)
-    elbo = (TraceEnum_ELBO(max_plate_nesting=nesting) if enumerated_sites(trace)
-            else Trace_ELBO(max_plate_nesting=nesting))
-    weights = np.empty(num_samples)
-    with param_scope(result.param_state), torch.no_grad():
-        for s in range(num_samples):
-            # A one-particle ELBO estimate is exactly log p(x, z) - log q(z) at its draw.
-            weights[s] = -elbo.loss(problem.model, result.guide, **problem.data)
-    return weights
+    return importance_draws(result, num_samples, seed=seed, keep_draws=False).log_weights
 
 
 def _flatten(name: str, draws: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -232,6 +218,17 @@ def compare_posteriors(vi: FitResult | Mapping[str, FitResult], mcmc: FitResult,
                     "sd_ratio": float(v.std()) / sd if sd > 0 else float("nan"),
                     "wasserstein": float(wasserstein_distance(v, m)),
                 })
-        khat[approx] = psis_khat(importance_log_weights(result, num_psis_samples, seed=seed))
+        imp = importance_draws(result, num_psis_samples, seed=seed)
+        khat[approx] = imp.khat
+        corrected = psis_summary(imp, max_size=10 ** 9) if imp.draws else {}
+        for row in rows:
+            if row["approximation"] != approx:
+                continue
+            extra = corrected.get(row["parameter"])
+            row["psis_mean"] = extra["psis_mean"] if extra else float("nan")
+            row["psis_sd"] = extra["psis_sd"] if extra else float("nan")
+            sd = row["mcmc_sd"]
+            row["psis_std_mean_diff"] = ((row["psis_mean"] - row["mcmc_mean"]) / sd
+                                         if sd > 0 else float("nan"))
     num_mcmc = next(iter(mcmc_draws.values())).shape[0]
     return PosteriorComparison(rows, khat, num_mcmc, num_samples, kept)

@@ -24,8 +24,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # 0.23's notice about the 1.x refactor
     import arviz as az
 
-__all__ = ["to_inference_data", "read_netcdf", "arviz_summary", "psis_khat", "loo", "waic",
-           "ess", "rhat",
+__all__ = ["to_inference_data", "read_netcdf", "arviz_summary", "psis_khat", "psis_smooth",
+           "loo", "waic", "ess", "rhat",
            "mcse", "ARVIZ_VERSION"]
 
 ARVIZ_VERSION = az.__version__
@@ -74,8 +74,8 @@ def _point_parameters(result: FitResult) -> dict[str, torch.Tensor]:
 
 @seeded_call
 def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int = 0,
-                      log_likelihood: bool = True, posterior_predictive: bool = True
-                      ) -> az.InferenceData:
+                      log_likelihood: bool = True, posterior_predictive: bool = True,
+                      psis: bool = False) -> az.InferenceData:
     """Convert a FitResult into ArviZ InferenceData.
 
     Groups: ``posterior`` (MCMC draws; SVI draws from the guide, including deterministic
@@ -91,6 +91,13 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
         posterior_predictive: Include replicated data (for point fits of large data,
             over ``MAX_REPLICATED_ELEMENTS`` observed values, it is left out: one
             replicate of MNIST from an autoregressive model takes minutes).
+        psis: SVI only: the posterior group holds ``num_samples`` draws resampled (with
+            replacement) from 4 x ``num_samples`` guide draws by their Pareto-smoothed
+            importance weights — draws of the posterior itself when k-hat < 0.7 — instead
+            of the guide's raw draws. ``attrs["psis_khat"]`` says how far to trust them.
+
+    SVI results carry ``attrs["psis_khat"]`` and ``attrs["psis_verdict"]`` (from ``fit``'s
+    reliability report) whenever it was computed.
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1 (draws from the fitted guide), "
@@ -123,9 +130,12 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
         # Such models report their per-datum log p(x) estimate instead, like a point fit.
         amortised = module is not None and module.has_local_guide and module.density in (
             "bound", "implicit")
-        draws = draw_from_guide(problem, result.guide, num_samples, seed=seed,
-                                param_state=result.param_state) if (
-            result.guide and not amortised) else {}
+        if psis:
+            draws, khat = _psis_resampled(result, num_samples, seed)
+        else:
+            draws = draw_from_guide(problem, result.guide, num_samples, seed=seed,
+                                    param_state=result.param_state) if (
+                result.guide and not amortised) else {}
         if draws:
             evaluated = evaluate_draws(problem, draws, seed=seed,
                                        log_likelihood=log_likelihood,
@@ -154,7 +164,41 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
     idata.attrs["engine"] = result.engine
     idata.attrs["model"] = problem.name
     idata.attrs["seed"] = result.seed
+    report = result.info.get("psis") or {}
+    if psis:
+        idata.attrs["psis_resampled"] = 1
+        report = {"khat": khat}
+    if "khat" in report:
+        idata.attrs["psis_khat"] = float(report["khat"])
+        idata.attrs["psis_verdict"] = _verdict(float(report["khat"]))
     return idata
+
+
+def _verdict(khat: float) -> str:
+    from .vi import khat_verdict
+
+    return khat_verdict(khat)
+
+
+def _psis_resampled(result: FitResult, num_samples: int, seed: int
+                    ) -> tuple[dict[str, torch.Tensor], float]:
+    """``num_samples`` draws resampled by PSIS weights from 4x as many guide draws."""
+    from .vi import applicable, importance_draws
+
+    if result.engine != "svi":
+        raise ValueError(f"psis=True reweights a VI guide's draws; this is a "
+                         f"{result.engine!r} result")
+    reason = applicable(result)
+    if reason is not None:
+        raise ValueError(f"psis=True is not possible for this result: {reason}")
+    imp = importance_draws(result, max(4 * num_samples, 100), seed=seed)
+    if not imp.draws:
+        raise ValueError("psis=True needs the guide's draws, which this model's weights "
+                         "do not keep (enumerated discrete sites); use psis=False")
+    weights = np.exp(imp.smoothed - imp.smoothed.max())
+    weights /= weights.sum()
+    index = np.random.default_rng(seed).choice(len(weights), size=num_samples, p=weights)
+    return {k: torch.as_tensor(v[index]) for k, v in imp.draws.items()}, imp.khat
 
 
 #: Point fits (EM, maximum likelihood) get a replicated-data group only up to this many
@@ -206,9 +250,17 @@ def arviz_summary(idata: az.InferenceData, *, var_names: list[str] | None = None
 
 def psis_khat(log_weights: np.ndarray) -> float:
     """Pareto k-hat of importance log-weights (Vehtari et al. 2024, PSIS)."""
+    return psis_smooth(log_weights)[1]
+
+
+def psis_smooth(log_weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed, normalised log-weights and k-hat (``az.psislw``; non-finite
+    weights count as zero weight)."""
+    log_weights = np.asarray(log_weights, dtype=float).copy()
+    log_weights[~np.isfinite(log_weights)] = -np.inf
     with _quiet():
-        _, khat = az.psislw(np.asarray(log_weights, dtype=float))
-    return float(khat)
+        smoothed, khat = az.psislw(log_weights)
+    return np.asarray(smoothed, dtype=float), float(khat)
 
 
 def loo(idata: az.InferenceData) -> Any:

@@ -53,7 +53,10 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
     """A JSON-ready summary.
 
     Per parameter element (``theta[3]``): ``mean`` and ``sd``; for MCMC also ``r_hat``,
-    ``ess_bulk``, ``ess_tail`` and ``mcse_mean``. Plus the divergences (MCMC), the ELBO
+    ``ess_bulk``, ``ess_tail`` and ``mcse_mean``; for SVI with a continuous guide also the
+    PSIS-corrected ``psis_mean``, ``psis_sd``, ``psis_mcse_mean`` and quantiles
+    (``psis_q05``, ``psis_q50``, ``psis_q95``), and ``psis`` (k-hat, its verdict, the
+    draws and seconds it cost). Plus the divergences (MCMC), the ELBO
     history (SVI) or the log-likelihood per iteration (EM), and the run's info and config.
 
     Arguments:
@@ -67,7 +70,7 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
                                   posterior_predictive=False)
     else:
         _check_idata_matches(result, idata)
-    info = {k: v for k, v in result.info.items() if k != "diagnostics"}
+    info = {k: v for k, v in result.info.items() if k not in ("diagnostics", "psis")}
     out: dict[str, Any] = {"model": result.problem.name, "engine": result.engine,
                            "seed": result.seed, "config": config_to_dict(result.config),
                            "info": info}
@@ -95,6 +98,14 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
                 columns = ["mean", "sd"]
             for label, row in table.iterrows():
                 parameters[str(label)] = {c: row[c] for c in columns if c in row}
+    psis = result.info.get("psis")
+    if psis is not None:
+        corrected = psis.get("summary", {})
+        for label, row in parameters.items():  # corrected numbers beside the raw ones
+            extra = corrected.get(label)
+            if extra is not None:
+                row.update({k: v for k, v in extra.items() if k.startswith("psis_")})
+        out["psis"] = {k: v for k, v in psis.items() if k != "summary"}
     out["parameters"] = parameters
     if skipped:
         out["not_summarised"] = {"sites": skipped, "reason": f"more than {MAX_SUMMARY_SIZE} "

@@ -137,18 +137,36 @@ def _fit(model: Any, data: Any, engine: str, guide: Any, config: Any, device: An
 
 
 def check_result(result: FitResult, *, warn: bool = True, stacklevel: int = 2) -> FitResult:
-    """Attach the convergence diagnostics of a sampler's result (``info["diagnostics"]``,
-    ``warnings``) and issue a :class:`ReliabilityWarning` when any check fails; other
-    results pass through unchanged. ``fit`` calls it on every result."""
-    if result.samples is None:
-        return result
-    from ..diagnostics.checks import ReliabilityWarning, check_draws
+    """Attach the reliability checks to a result and issue a :class:`ReliabilityWarning`
+    when any fails. ``fit`` calls it on every result.
 
-    diagnostics, messages = check_draws(result.samples, result.sample_stats,
-                                        engine=result.engine)
-    result = dataclasses.replace(result, info={**result.info, "diagnostics": diagnostics},
-                                 warnings=tuple(messages))
+    * samplers: convergence diagnostics (``info["diagnostics"]``: R-hat, ESS, nested R-hat,
+      divergences, E-BFMI);
+    * SVI: the convergence check (``info["convergence"]``) and, for guides of a continuous
+      latent space, PSIS k-hat with PSIS-corrected summaries (``info["psis"]``;
+      ``SVIConfig.psis_draws`` draws, 0 to switch off);
+    * other results pass through unchanged.
+    """
+    from ..diagnostics.checks import ReliabilityWarning
+
+    if result.samples is not None:
+        from ..diagnostics.checks import check_draws
+
+        diagnostics, messages = check_draws(result.samples, result.sample_stats,
+                                            engine=result.engine)
+        info = {**result.info, "diagnostics": diagnostics}
+        what = "may be unreliable"
+    elif result.engine == "svi":
+        from ..diagnostics.vi import vi_report
+
+        draws = getattr(result.config, "psis_draws", 0)
+        report, messages = vi_report(result, num_samples=draws, seed=result.seed)
+        info = {**result.info, "psis": report}
+        what = "may be unreliable"
+    else:
+        return result
+    result = dataclasses.replace(result, info=info, warnings=tuple(messages))
     if warn and messages:
-        warnings.warn(f"{result.engine} on {result.problem.name!r} may be unreliable:\n  - "
+        warnings.warn(f"{result.engine} on {result.problem.name!r} {what}:\n  - "
                       + "\n  - ".join(messages), ReliabilityWarning, stacklevel=stacklevel)
     return result

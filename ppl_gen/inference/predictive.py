@@ -206,22 +206,51 @@ def evaluate_draws(problem: Problem, draws: dict[str, Tensor], *, seed: int = 0,
 @torch.no_grad()
 @seeded_call
 def draw_from_guide(problem: Problem, guide: Any, num_samples: int, *, seed: int = 0,
-                    param_state: dict | None = None) -> dict[str, Tensor]:
+                    param_state: dict | None = None, vectorise: bool = True
+                    ) -> dict[str, Tensor]:
     """S draws of every latent site from a fitted guide, each shaped (S, *site_shape).
 
-    Latent sites the guide does not cover (e.g. local latents of a model whose guide
-    handles only globals) are skipped; deterministic sites come from :func:`evaluate_draws`.
+    Drawn in one pass with the guide under an outer plate (as ``pyro.infer.Predictive``
+    does) when the guide broadcasts — autoguides do — else one guide run per draw (the
+    same law, other random numbers). Latent sites the guide does not cover (e.g. local
+    latents of a model whose guide handles only globals) are skipped; deterministic sites
+    come from :func:`evaluate_draws`.
     """
     from .base import latent_sites, param_scope
 
     model_trace = problem.structure
     wanted = latent_sites(model_trace)
-    out: dict[str, list[Tensor]] = {name: [] for name in wanted}
     with param_scope(param_state):
+        if vectorise and num_samples > 1:
+            shapes = {n: tuple(model_trace.nodes[n]["value"].shape) for n in wanted}
+            nesting = max_plate_nesting(model_trace)
+
+            def batched(**kwargs: Any) -> Any:
+                with pyro.plate(_DRAW_PLATE, num_samples, dim=-nesting - 1):
+                    return guide(**kwargs)
+
+            try:
+                with poutine.block():
+                    trace = poutine.trace(batched).get_trace(**problem.data)
+                out = {}
+                for name, shape in shapes.items():
+                    if name not in trace.nodes:
+                        continue
+                    value = trace.nodes[name]["value"].detach()
+                    size = num_samples * int(torch.Size(shape).numel())
+                    if value.numel() != size or value.shape[0] != num_samples and \
+                            value.dim() > len(shape):
+                        raise ValueError(f"site {name!r} did not broadcast over draws")
+                    out[name] = value.reshape((num_samples, *shape))
+                if out:
+                    return out
+            except (RuntimeError, ValueError, IndexError, TypeError):
+                pass  # the guide does not broadcast: draw one at a time below
+        out_lists: dict[str, list[Tensor]] = {name: [] for name in wanted}
         for _ in range(num_samples):
             with poutine.block():
                 trace = poutine.trace(guide).get_trace(**problem.data)
             for name in wanted:
                 if name in trace.nodes:
-                    out[name].append(trace.nodes[name]["value"].detach())
-    return {k: torch.stack(v) for k, v in out.items() if v}
+                    out_lists[name].append(trace.nodes[name]["value"].detach())
+    return {k: torch.stack(v) for k, v in out_lists.items() if v}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -18,8 +19,10 @@ import pyro.infer.autoguide as autoguide
 import pyro.optim
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import ImproperUniform
 from pyro.infer import SVI
 from pyro.optim.clipped_adam import ClippedAdam
+from torch.distributions import biject_to
 
 from ..config import SVIConfig
 from ..models.base import GenerativeModel
@@ -243,8 +246,7 @@ def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
     hidden = enumerated_sites(trace)
     target = poutine.block(problem.model, hide=hidden) if hidden else problem.model
     cls = _AUTOGUIDES[kind]
-    init_loc = autoguide.init_to_median(num_samples=15)
-    kwargs: dict[str, Any] = {"init_loc_fn": init_loc}
+    kwargs: dict[str, Any] = {"init_loc_fn": _init_loc}
     if kind in ("normal", "mvn", "lowrank"):
         kwargs["init_scale"] = config.init_scale
     if kind == "lowrank":
@@ -253,6 +255,26 @@ def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
     if problem.module is not None:
         guide.to(problem.device)
     return guide
+
+
+_MEDIAN = autoguide.init_to_median(num_samples=15)
+
+
+def _init_loc(site: dict[str, Any]) -> torch.Tensor:
+    """Autoguides start at the prior median (15 prior draws), except under a flat improper
+    prior (Stan's unstated priors, ``ImproperUniform``), which cannot be sampled: there the
+    image of 0 in unconstrained space, as the problem tracer uses."""
+    fn = site["fn"]
+    base = fn
+    while hasattr(base, "base_dist"):
+        base = base.base_dist
+    if isinstance(base, ImproperUniform):
+        shape = fn.batch_shape + fn.event_shape
+        transform = biject_to(fn.support)
+        dtype = site["value"].dtype if torch.is_tensor(site.get("value")) else \
+            torch.get_default_dtype()
+        return transform(torch.zeros(transform.inverse_shape(shape), dtype=dtype))
+    return _MEDIAN(site)
 
 
 def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
@@ -276,11 +298,35 @@ def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
     return OBJECTIVES[loss](config, **common)
 
 
+def learning_rate_schedule(config: SVIConfig) -> tuple[float, float]:
+    """``(decay_start, final_learning_rate)`` of the run (see ``SVIConfig``)."""
+    final = config.final_learning_rate
+    start = config.decay_start
+    if start is None:
+        start = 0.0 if final is not None else 0.5
+    if final is None:
+        final = config.learning_rate / 10
+    return start, final
+
+
+def learning_rate_at(config: SVIConfig, step: int) -> float:
+    """The step size of step ``step`` (0-based): constant until ``decay_start`` of the run,
+    then geometric down to ``final_learning_rate`` at the last step."""
+    start, final = learning_rate_schedule(config)
+    first = int(round(start * config.num_steps))
+    if step < first or final == config.learning_rate or first >= config.num_steps:
+        return config.learning_rate
+    fraction = (step - first) / max(config.num_steps - first, 1)
+    return config.learning_rate * (final / config.learning_rate) ** fraction
+
+
 def _optimizer(config: SVIConfig) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
     """A factory for the torch optimiser: Adam, or Pyro's ClippedAdam (itself a
-    ``torch.optim.Optimizer``) when clipping or learning-rate decay is asked for."""
+    ``torch.optim.Optimizer``) when clipping or a whole-run decay (an explicit
+    ``final_learning_rate`` with no ``decay_start``: ClippedAdam's ``lrd``) is asked for.
+    Other schedules set the step size before each step (``learning_rate_at``)."""
     decay = 1.0
-    if config.final_learning_rate is not None:
+    if _whole_run_decay(config):
         decay = (config.final_learning_rate / config.learning_rate) ** (1.0 / config.num_steps)
     if config.optimizer == "clipped_adam" or decay != 1.0:
         # Without the adam option, clip_norm is set so large that it never binds.
@@ -288,6 +334,12 @@ def _optimizer(config: SVIConfig) -> Callable[[list[torch.Tensor]], torch.optim.
         return functools.partial(ClippedAdam, lr=config.learning_rate, clip_norm=clip,
                                  lrd=decay)
     return functools.partial(_adam, lr=config.learning_rate)
+
+
+def _whole_run_decay(config: SVIConfig) -> bool:
+    """An explicit final step size with no ``decay_start``: the decay ClippedAdam's ``lrd``
+    applies from the first step (the behaviour before ``decay_start`` existed)."""
+    return config.final_learning_rate is not None and config.decay_start is None
 
 
 def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -377,6 +429,12 @@ def _parameters(fn: Callable[..., Any]) -> set[str]:
 
 def step(state: SVIState) -> tuple[SVIState, StepInfo]:
     """One optimiser step on the (minibatch) ELBO; raises on a non-finite loss."""
+    config = state.config
+    optimizer = state.svi.optimizer
+    if optimizer is not None and not _whole_run_decay(config):
+        rate = learning_rate_at(config, state.num_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
     try:
         with param_scope(state.param_state):
             loss = state.svi.step(**state.problem.data, **state.step_kwargs)
@@ -404,10 +462,171 @@ def evaluate_loss(state: SVIState) -> float:
         return float(state.svi.evaluate_loss(**state.problem.data))
 
 
+#: Iterate averaging and the convergence check (Dhaka et al. 2020): for guides of global
+#: latents the result's parameters are the average of the iterates over the last
+#: ``AVERAGE_WINDOW`` of the run (removing the optimiser's jitter), and that average is
+#: compared with the average over the window before it, in posterior sds: more than
+#: ``DRIFT_LIMIT`` means the guide was still moving.
+AVERAGE_WINDOW = 0.25
+DRIFT_LIMIT = 0.1
+#: Paired draws (same random numbers under both parameter sets) for the check.
+DRIFT_DRAWS = 200
+
+
+def _windows(config: SVIConfig) -> tuple[int, int] | None:
+    """First step of the previous and of the last averaging window (None: too short)."""
+    window = int(config.num_steps * AVERAGE_WINDOW)
+    if window < 2:
+        return None
+    return config.num_steps - 2 * window, config.num_steps - window
+
+
 def _record(records: dict[str, Any], state: SVIState, info: StepInfo, index: int) -> None:
     config = state.config
     if index % config.log_every == 0 or index == config.num_steps - 1:
         records["loss"].append(info.loss)
+    windows = _windows(config)
+    if windows is None or index < windows[0] or not config.average_iterates:
+        return
+    if "averaging" not in records:
+        if not _drift_applies(state.problem, state.guide):
+            records["averaging"] = None
+            return
+        records["averaging"] = {"previous": None, "last": None, "counts": [0, 0]}
+    averaging = records["averaging"]
+    if averaging is None:
+        return
+    key, slot = ("previous", 0) if index < windows[1] else ("last", 1)
+    with torch.no_grad():
+        if averaging[key] is None:
+            averaging[key] = [p.detach().clone() for p in state.svi.params]
+        else:
+            torch._foreach_add_(averaging[key], [p.detach() for p in state.svi.params])
+    averaging["counts"][slot] += 1
+
+
+def _drift_applies(problem: Problem, guide: Any) -> bool:
+    """Whether the guide is a distribution over the model's global latents, whose
+    movement in posterior sds is meaningful."""
+    module = problem.module
+    return not (guide is _empty_guide or isinstance(guide, autoguide.AutoDelta)
+                or (module is not None and module.has_local_guide)
+                or not latent_sites(problem.structure))
+
+
+def _label(name: str, shape: tuple[int, ...], flat: int) -> str:
+    if not shape:
+        return name
+    return f"{name}[{', '.join(map(str, np.unravel_index(flat, shape)))}]"
+
+
+def _drift(state: SVIState, earlier: list[torch.Tensor], seed: int) -> dict[str, Any]:
+    """How far the guide moved from the parameters ``earlier`` to the current ones: per
+    latent element, |mean now - mean then| / sd now and |sd now - sd then| / sd now, from
+    the same random numbers under both parameter sets (so the difference is the
+    parameters', not Monte Carlo noise)."""
+    from .predictive import draw_from_guide
+
+    params = state.svi.params
+    final = [p.detach().clone() for p in params]
+
+    def draws() -> dict[str, torch.Tensor]:
+        return draw_from_guide(state.problem, state.guide, DRIFT_DRAWS, seed=seed,
+                               param_state=state.param_state)
+
+    try:
+        with torch.no_grad():
+            for p, v in zip(params, earlier):
+                p.copy_(v)
+        before = draws()
+    finally:
+        with torch.no_grad():
+            for p, v in zip(params, final):
+                p.copy_(v)
+    after = draws()
+    worst = {"mean": (0.0, None), "sd": (0.0, None)}
+    for name, now in after.items():
+        then = before.get(name)
+        if then is None or not now.is_floating_point():
+            continue
+        a = now.reshape(DRIFT_DRAWS, -1).double()
+        b = then.reshape(DRIFT_DRAWS, -1).double()
+        sd = a.std(0)
+        ok = sd > 0
+        if not bool(ok.any()):
+            continue
+        mean_drift = torch.where(ok, (a.mean(0) - b.mean(0)).abs() / sd, 0.0)
+        sd_drift = torch.where(ok, (a.std(0) - b.std(0)).abs() / sd, 0.0)
+        for key, values in (("mean", mean_drift), ("sd", sd_drift)):
+            j = int(values.argmax())
+            if float(values[j]) > worst[key][0]:
+                worst[key] = (float(values[j]), _label(name, tuple(now.shape[1:]), j))
+    return {"mean_drift": worst["mean"][0], "mean_drift_parameter": worst["mean"][1],
+            "sd_drift": worst["sd"][0], "sd_drift_parameter": worst["sd"][1]}
+
+
+def _elbo_trend(losses: np.ndarray) -> dict[str, Any] | None:
+    """The loss's improvement from the second-to-last tenth of the run to the last, with
+    its standard error from batch means (the losses are autocorrelated)."""
+    window = len(losses) // 10
+    if window < 20:
+        return None
+    last, previous = losses[-window:], losses[-2 * window:-window]
+
+    def se(x: np.ndarray) -> float:
+        batches = np.array_split(x, 10)
+        return float(np.std([b.mean() for b in batches], ddof=1) / math.sqrt(10))
+
+    gain = float(previous.mean() - last.mean())
+    error = math.hypot(se(last), se(previous))
+    return {"elbo_gain": gain, "elbo_gain_se": error,
+            "relative_gain": gain / max(abs(float(last.mean())), 1e-12)}
+
+
+def convergence(state: SVIState, records: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Iterate averaging and the convergence check of an SVI run (``info["convergence"]``).
+
+    For guides of global latents: the parameters become the average of the last window's
+    iterates, and the guide under it is compared with the guide under the previous
+    window's average (drift in posterior sds). Otherwise (amortised guides, neural
+    networks): the ELBO's trend over the last tenth. ``message`` says what to do when the
+    run had not converged."""
+    config = state.config
+    out: dict[str, Any] = {"converged": True, "message": None}
+    averaging = records.get("averaging")
+    if averaging and all(averaging["counts"]):
+        window = averaging["counts"][1]
+        previous = [v / averaging["counts"][0] for v in averaging["previous"]]
+        with torch.no_grad():  # the result is the last window's iterate average
+            for p, total in zip(state.svi.params, averaging["last"]):
+                p.copy_(total / window)
+        out.update(check="guide drift between iterate averages", window_steps=window,
+                   limit=DRIFT_LIMIT, averaged_steps=window,
+                   **_drift(state, previous, seed))
+        moved = max(out["mean_drift"], out["sd_drift"])
+        if moved > DRIFT_LIMIT:
+            which = "mean" if out["mean_drift"] >= out["sd_drift"] else "sd"
+            out["converged"] = False
+            out["message"] = (
+                f"the fit had not converged: the guide's {which} of "
+                f"{out[which + '_drift_parameter']} moved by {moved:.2f} posterior sds "
+                f"(limit {DRIFT_LIMIT}) between the averages of the last two windows of "
+                f"{window} steps, so its numbers may be off; run more steps "
+                f"(num_steps={2 * config.num_steps}) or raise learning_rate, and prefer "
+                "the PSIS-corrected numbers meanwhile.")
+        return out
+    trend = _elbo_trend(np.asarray(records["loss"], dtype=float))
+    if trend is None:
+        out.update(check="none (fewer than 200 recorded steps)")
+        return out
+    out.update(check="ELBO trend", **trend)
+    if trend["elbo_gain"] > 3 * trend["elbo_gain_se"] and trend["relative_gain"] > 1e-3:
+        out["converged"] = False
+        out["message"] = (
+            f"the ELBO was still rising when the budget ended (by {trend['elbo_gain']:.4g} "
+            f"+- {trend['elbo_gain_se']:.2g} over the last tenth of the run): the fit has "
+            f"not converged; run more steps (num_steps={2 * config.num_steps}).")
+    return out
 
 
 def _finish(problem: Problem, config: SVIConfig, seed: int, state: SVIState,
@@ -419,7 +638,8 @@ def _finish(problem: Problem, config: SVIConfig, seed: int, state: SVIState,
                   else type(state.guide).__name__)
     info = {**base_info, "num_steps": config.num_steps,
             "final_loss": float(losses_arr[-1]), "guide": guide_name,
-            "loss": type(elbo).__name__}
+            "loss": type(elbo).__name__,
+            "convergence": convergence(state, records, seed)}
     if config.compile not in (False, "eager"):
         compiled = state.svi.compiled
         info.update(compiled=compiled.backend if compiled else "eager",
