@@ -9,13 +9,14 @@ from .compare import PosteriorComparison, compare_posteriors, importance_log_wei
 from .convert import arviz_summary, ess, loo, mcse, psis_khat, rhat, to_inference_data, waic
 from .features import class_coverage, digit_classifier, frechet_distance
 from .generative import ModeCoverage, PrecisionRecall, mode_coverage, precision_recall
-from .sbc import SBCResult, sbc
+from .sbc import SBCResult, VSBCResult, sbc, vsbc
 from .summary import summarize
 
 __all__ = ["amortization_gap", "AmortizationGap", "to_inference_data", "summarize",
            "compare_posteriors", "PosteriorComparison",
            "importance_log_weights", "khat_verdict", "arviz_summary", "psis_khat", "loo",
            "waic", "ess", "rhat", "mcse", "ReliabilityWarning", "check_draws", "e_bfmi",
-           "nested_rhat", "sbc", "SBCResult", "mode_coverage", "ModeCoverage",
+           "nested_rhat", "sbc", "SBCResult", "vsbc", "VSBCResult", "mode_coverage",
+           "ModeCoverage",
            "precision_recall", "PrecisionRecall", "digit_classifier", "class_coverage",
            "frechet_distance"]

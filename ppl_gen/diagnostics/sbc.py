@@ -10,6 +10,8 @@ site's data argument is found by identity (the tensor the site observed), or giv
 ``observed={"arg": "site"}``.
 
 References:
+    Yao, Vehtari, Simpson & Gelman (2018), "Yes, but did it work?: Evaluating variational
+    inference", ICML (VSBC).
     Talts, Betancourt, Simpson, Vehtari & Gelman (2018), "Validating Bayesian inference
     algorithms with simulation-based calibration", arXiv:1804.06788.
     Modrák, Moon, Kim, Kennedy, Gabry & Vehtari (2023), "Simulation-based calibration
@@ -37,7 +39,7 @@ from scipy import stats
 
 from .checks import ReliabilityWarning
 
-__all__ = ["SBCResult", "sbc"]
+__all__ = ["SBCResult", "sbc", "VSBCResult", "vsbc"]
 
 
 @dataclass(frozen=True)
@@ -258,3 +260,75 @@ def sbc(model: Callable[..., Any], data: Mapping[str, Any], *,
     if not math.isfinite(min(p_values.values(), default=math.nan)):
         raise ValueError("no latent parameter was ranked; check parameters=")
     return SBCResult(rank_arrays, num_draws, p_values, num_bins, warned)
+
+
+@dataclass(frozen=True)
+class VSBCResult:
+    """Posterior quantiles of the true parameters under a fitted guide, one per simulation
+    (Yao et al. 2018's VSBC).
+
+    Attributes:
+        quantiles: Per scalar parameter, P_q(theta < theta_true) per simulation.
+        symmetry_p_values: Kolmogorov-Smirnov test of p against 1 - p per parameter: an
+            unbiased point estimate (the guide's median) makes the quantiles' distribution
+            symmetric around 1/2 (Yao et al., Theorem 1); a small p-value says the guide is
+            biased for that parameter (a mean-field guide's too-small sds alone keep the
+            symmetry, but not its bias).
+        sbc: The same fits as SBC (rank uniformity; VI usually fails it by design).
+    """
+
+    quantiles: dict[str, np.ndarray]
+    symmetry_p_values: dict[str, float]
+    sbc: SBCResult
+
+    @property
+    def min_p_value(self) -> float:
+        """The smallest symmetry p-value, Bonferroni-corrected."""
+        values = self.symmetry_p_values
+        return min(1.0, min(values.values()) * len(values))
+
+    def passed(self, alpha: float = 0.01) -> bool:
+        """Quantiles symmetric for every parameter (Bonferroni at level ``alpha``)."""
+        return self.min_p_value > alpha
+
+    def summary(self) -> str:
+        lines = [f"VSBC: {self.sbc.num_simulations} simulations, symmetry of the posterior "
+                 "quantiles of the true values (Kolmogorov-Smirnov, p vs 1 - p)"]
+        for name, p in self.symmetry_p_values.items():
+            lines.append(f"  {name:<20} p = {p:.3g}")
+        lines.append(f"  min p (Bonferroni) = {self.min_p_value:.3g}: "
+                     + ("symmetric" if self.passed() else "ASYMMETRIC (the guide is biased)"))
+        return "\n".join(lines)
+
+
+def vsbc(model: Callable[..., Any], data: Mapping[str, Any], *,
+         guide: str | Callable[..., Any] = "mvn", num_simulations: int = 100,
+         num_draws: int = 999, seed: int = 0, observed: Mapping[str, str] | None = None,
+         parameters: list[str] | None = None, progress: bool = False,
+         **fit_options: Any) -> VSBCResult:
+    """Yao et al.'s VSBC of a variational family on a model: simulate from the prior, fit
+    the guide (``fit(engine="svi", guide=guide, **fit_options)``), and test whether the
+    posterior quantiles of the true values are symmetric around 1/2.
+
+    Reuses :func:`sbc`'s simulation (prior draw, data from the model, observed arguments
+    found by identity) with the guide's draws as the posterior.
+    """
+    from ..inference import draw_from_guide, fit
+
+    def engine(model_: Callable[..., Any], simulated: Mapping[str, Any], seed_: int
+               ) -> dict[str, Any]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ReliabilityWarning)
+            options = {"psis_draws": 0, **fit_options}
+            result = fit(model_, simulated, engine="svi", guide=guide, seed=seed_,
+                         **options)
+        draws = draw_from_guide(result.problem, result.guide, num_draws, seed=seed_,
+                                param_state=result.param_state)
+        return {k: v[None] for k, v in draws.items()}
+
+    result = sbc(model, data, engine=engine, num_simulations=num_simulations,
+                 num_draws=num_draws, num_bins=max(2, min(10, num_simulations // 5)),
+                 seed=seed, observed=observed, parameters=parameters, progress=progress)
+    quantiles = {k: (r + 0.5) / (num_draws + 1) for k, r in result.ranks.items()}
+    symmetry = {k: float(stats.ks_2samp(p, 1 - p).pvalue) for k, p in quantiles.items()}
+    return VSBCResult(quantiles, symmetry, result)

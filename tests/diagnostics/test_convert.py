@@ -3,8 +3,7 @@ import pytest
 import torch
 
 import ppl_gen
-from ppl_gen.diagnostics import khat_verdict
-from ppl_gen.diagnostics import loo, summarize, to_inference_data, waic
+from ppl_gen.diagnostics import khat_verdict, loo, summarize, to_inference_data, waic
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +81,8 @@ def test_summary_holds_what_the_issue_asks(nuts_result):
                      num_steps=20, device="cpu")
     vi_summary = summarize(vi, num_samples=50)
     assert len(vi_summary["elbo"]) == 20 and set(vi_summary["parameters"]["mu"]) == {
-        "mean", "sd", "psis_mean", "psis_sd", "psis_mcse_mean", "psis_q05", "psis_q50",
-        "psis_q95"}
+        "mean", "sd", "psis_mean", "psis_sd", "psis_mcse_mean", "psis_mcse_sd", "psis_q05",
+        "psis_q50", "psis_q95"}
     assert vi_summary["psis"]["verdict"] == khat_verdict(vi_summary["psis"]["khat"])
     assert vi_summary["psis"]["num_draws"] == 1000
 
