@@ -32,12 +32,19 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print each run's warnings")
     parser.add_argument("--names", nargs="+", default=None,
                         help="substrings of posterior names (default: all eight)")
+    parser.add_argument("--option", nargs="*", default=[],
+                        help="ChEESConfig field=value, e.g. init=pathfinder")
     args = parser.parse_args()
+    options = dict(item.split("=", 1) for item in args.option)
+    options = {k: int(v) if v.isdigit() else v for k, v in options.items()}
     torch.set_num_threads(1)
     names = [n for n in NAMES if not args.names or any(a in n for a in args.names)]
+    print(f"options: {options or 'defaults'}")
     print("| posterior | seed | pass | warned | min ESS | ESS/s | T | metric | gradients "
-          "| compile s | wall s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| init gradients | compile s | wall s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    runs = passes = silent_failures = 0
+    gradients = []
     for name in names:
         posterior = load(name)
         for seed in args.seeds:
@@ -45,20 +52,33 @@ def main() -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = ppl_gen.fit(posterior.model, posterior.data, engine="chees",
-                                     seed=seed, device="cpu")
+                                     seed=seed, device="cpu", **options)
             wall = time.perf_counter() - start
             rows = compare(posterior, result.samples)
             ok = all(r["ok"] for r in rows.values())
+            runs += 1
+            passes += ok
+            silent_failures += (not ok) and not result.warnings
+            gradients.append(result.info["gradient_evaluations"]
+                             + result.info["init"].get("gradient_evaluations", 0))
             low = min(r["ess"] for r in rows.values())
             info = result.info
             print(f"| {name} | {seed} | {'pass' if ok else 'FAIL'} | "
                   f"{'yes' if result.warnings else 'no'} | {low:.0f} | {low / wall:.0f} | "
                   f"{info['trajectory_length']:.2f} | {info['mass_matrix']} | "
-                  f"{info['gradient_evaluations']} | {info['compile_seconds'] or 0:.1f} | "
+                  f"{info['gradient_evaluations']} | "
+                  f"{info['init'].get('gradient_evaluations', 0)} | "
+                  f"{info['compile_seconds'] or 0:.1f} | "
                   f"{wall:.1f} |", flush=True)
             if args.verbose:
                 for message in result.warnings:
                     print(f"    {message[:160]}")
+    _report(runs, passes, silent_failures, gradients)
+
+
+def _report(runs: int, passes: int, silent: int, gradients: list[int]) -> None:
+    print(f"\n{passes} of {runs} runs within the bands; {silent} failed without a warning; "
+          f"median gradients per run {int(sorted(gradients)[len(gradients) // 2])}")
 
 
 if __name__ == "__main__":

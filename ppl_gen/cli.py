@@ -197,8 +197,10 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
     verb = "resuming" if args.resume else "fitting"
     print(f"{verb} {args.model} on {record['dataset']} with {args.engine} ...", flush=True)
     try:
-        result = fit(model, dataset, engine=args.engine, device=args.device, seed=args.seed,
-                     **loop, **options)
+        with warnings.catch_warnings():  # printed as WARNING: lines with the summary
+            warnings.simplefilter("ignore", diagnostics.ReliabilityWarning)
+            result = fit(model, dataset, engine=args.engine, device=args.device,
+                         seed=args.seed, **loop, **options)
     except KeyboardInterrupt as error:
         if partial is not None and (partial / "resume.pt").exists():
             raise KeyboardInterrupt(f"{error}; continue with: ppl-gen fit --resume "
@@ -214,7 +216,7 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
     summary = diagnostics.summarize(result, idata=idata)
     figures = {"history": plots.plot_history(result)}
     if result.samples is not None:
-        diverging = result.sample_stats["diverging"]
+        diverging = (result.sample_stats or {}).get("diverging")  # Pathfinder: none
         figures["trace"] = plots.plot_trace(result.samples, diverging=diverging)
         figures["pair"] = plots.plot_pair(result.samples, diverging=diverging)
     figures.update(_sample_figures(result, dataset))
@@ -257,23 +259,29 @@ def _print_summary(summary: dict[str, Any], limit: int = 12) -> None:
     params = summary.get("parameters", {})
     keys = ["mean", "sd", "r_hat", "ess_bulk"]
     psis = summary.get("psis") or {}
-    if "khat" in psis:  # VI: the PSIS-corrected numbers beside the guide's own
+    corrected = "khat" in psis and summary.get("kind") == "optimiser"
+    if corrected:  # VI: the PSIS-corrected numbers beside the guide's own
         keys = ["mean", "sd", "psis_mean", "psis_sd", "psis_mcse_mean"]
+    elif summary.get("kind") == "approximation":  # Pathfinder: draws already resampled
+        keys = ["mean", "sd"]
     shown = list(params.items())[:limit]
     if shown:
-        print(f"{'parameter':<20}" + "".join(f"{k:>12}" for k in keys))
+        widths = [max(12, len(k) + 2) for k in keys]
+        print(f"{'parameter':<20}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
         for name, row in shown:
-            cells = "".join(f"{row[k]:>12.4g}" if row.get(k) is not None else f"{'':>12}"
-                            for k in keys)
+            cells = "".join(f"{row[k]:>{w}.4g}" if row.get(k) is not None else f"{'':>{w}}"
+                            for k, w in zip(keys, widths))
             print(f"{name:<20}{cells}")
         if len(params) > limit:
             print(f"... {len(params) - limit} more in summary.json")
     if "divergences" in summary:
         print(f"divergences: {summary['divergences']}")
     if "khat" in psis:
+        what = ("psis_* columns: the guide's draws reweighted towards the posterior"
+                if corrected else "the draws above are PSIS-resampled from the paths' draws")
         print(f"PSIS k-hat: {psis['khat']:.2f} ({psis['verdict']}; < 0.5 good, 0.5-0.7 ok, "
               f"> 0.7 unreliable; {psis['num_draws']} draws, {psis['seconds']:.1f} s); "
-              "psis_* columns: the guide's draws reweighted towards the posterior")
+              f"{what}")
     elif psis.get("skipped"):
         print(f"PSIS k-hat: not computed ({psis['skipped']})")
     for message in summary.get("warnings", []):

@@ -20,6 +20,9 @@ ALLOWED_UPWARD = {
     # ... and the VI reliability report (PSIS k-hat, corrected summaries) to every SVI
     # result; imported when fit returns, after both layers have loaded: no cycle.
     ("inference/__init__.py", "diagnostics.vi"),
+    # Pathfinder resamples its draws with ArviZ's PSIS (convert.py is the only ArviZ
+    # import); imported when a fit finishes.
+    ("inference/pathfinder.py", "diagnostics.convert"),
 }
 
 

@@ -115,9 +115,10 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
         flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in result.samples.items()}
         groups["posterior"] = {k: _np(v) for k, v in result.samples.items()}
         stats = result.sample_stats or {}
-        groups["sample_stats"] = {
-            "diverging": stats["diverging"], "step_size": stats["step_size"],
-            "acceptance_rate": stats["accept_prob"], "lp": -stats["potential_energy"]}
+        if "diverging" in stats:  # samplers; Pathfinder's resampled draws have none
+            groups["sample_stats"] = {
+                "diverging": stats["diverging"], "step_size": stats["step_size"],
+                "acceptance_rate": stats["accept_prob"], "lp": -stats["potential_energy"]}
         draws = {k: v for k, v in flat.items()
                  if not reference.nodes.get(k, {}).get("infer", {}).get("_deterministic")}
         evaluated = evaluate_draws(problem, draws, seed=seed, log_likelihood=log_likelihood,

@@ -94,7 +94,7 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
         elif names:
             table = arviz_summary(idata, var_names=names)
             columns = ["mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
-            if result.samples is None:  # VI draws are independent: R-hat/ESS say nothing
+            if result.kind != "sampler":  # VI draws are independent: R-hat/ESS say nothing
                 columns = ["mean", "sd"]
             for label, row in table.iterrows():
                 parameters[str(label)] = {c: row[c] for c in columns if c in row}

@@ -37,7 +37,7 @@ import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import Trace_ELBO, TraceEnum_ELBO
+from pyro.infer import TraceEnum_ELBO
 from pyro.infer.autoguide import AutoDelta
 from pyro.poutine.util import site_is_subsample
 from pyro.util import check_site_shape
@@ -183,37 +183,45 @@ def _vectorised_chunk(result: FitResult, num: int, nesting: int
     return draws, (log_p - log_q).detach()
 
 
-def _loop_weights(result: FitResult, num: int) -> np.ndarray:
-    """One ELBO particle per draw: exactly log p(x, z) - log q(z) at its draw, with
-    enumerated discrete sites summed out (TraceEnum_ELBO). Keeps no draws."""
+#: Seconds the one-at-a-time fallback may spend (it stops early, with at least
+#: ``MIN_LOOP_DRAWS`` draws, and says so in ``notes``).
+LOOP_BUDGET = 3.0
+MIN_LOOP_DRAWS = 200
+
+
+def _loop(result: FitResult, num: int, keep: bool
+          ) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+    """Draws and weights one at a time: the guide traced, the model replayed on it (with
+    enumerated discrete sites summed out by TraceEnum_ELBO, one particle being exactly
+    log p(x, z) - log q(z); no draws kept then). Stops after ``LOOP_BUDGET`` seconds once
+    ``MIN_LOOP_DRAWS`` are done."""
     problem = result.problem
     trace = problem.structure
-    nesting = max_plate_nesting(trace)
-    elbo = (TraceEnum_ELBO(max_plate_nesting=nesting) if enumerated_sites(trace)
-            else Trace_ELBO(max_plate_nesting=nesting))
-    weights = np.empty(num)
-    for s in range(num):
-        weights[s] = -elbo.loss(problem.model, result.guide, **problem.data)
-    return weights
-
-
-def _loop_draws(result: FitResult, num: int) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-    """Draws and weights one at a time: guide trace, model replayed on it."""
-    problem = result.problem
+    enumerated = bool(enumerated_sites(trace))
+    elbo = TraceEnum_ELBO(max_plate_nesting=max_plate_nesting(trace)) if enumerated \
+        else None
     shapes = _site_shapes(result)
     out: dict[str, list[torch.Tensor]] = {n: [] for n in shapes}
-    weights = np.empty(num)
+    weights = []
+    start = time.perf_counter()
     for s in range(num):
+        if s >= MIN_LOOP_DRAWS and time.perf_counter() - start > LOOP_BUDGET:
+            break
+        if elbo is not None:
+            weights.append(-elbo.loss(problem.model, result.guide, **problem.data))
+            continue
         with poutine.block():
             guide_trace = poutine.trace(result.guide).get_trace(**problem.data)
             model_trace = poutine.trace(poutine.replay(problem.model, trace=guide_trace)
                                         ).get_trace(**problem.data)
-        weights[s] = float(model_trace.log_prob_sum() - guide_trace.log_prob_sum(
-            lambda name, site: not site["is_observed"]))
-        for name in shapes:
-            if name in guide_trace.nodes:
-                out[name].append(guide_trace.nodes[name]["value"].detach())
-    return {k: torch.stack(v) for k, v in out.items() if v}, weights
+        weights.append(float(model_trace.log_prob_sum() - guide_trace.log_prob_sum(
+            lambda name, site: not site["is_observed"])))
+        if keep:
+            for name in shapes:
+                if name in guide_trace.nodes:
+                    out[name].append(guide_trace.nodes[name]["value"].detach())
+    draws = {k: torch.stack(v) for k, v in out.items() if v}
+    return draws, np.asarray(weights, dtype=float)
 
 
 def applicable(result: FitResult) -> str | None:
@@ -265,7 +273,7 @@ def importance_draws(result: FitResult, num_samples: int = 1000, *, seed: int = 
     vectorised = True
     with param_scope(result.param_state), torch.no_grad():
         if enumerated_sites(trace):
-            log_w = _loop_weights(result, num_samples)
+            draws, log_w = _loop(result, num_samples, keep=False)
             vectorised = False
             notes.append("discrete sites summed out per draw; draws not kept")
         else:
@@ -284,8 +292,11 @@ def importance_draws(result: FitResult, num_samples: int = 1000, *, seed: int = 
                 vectorised = False
                 notes.append(f"the model or guide does not broadcast over draws "
                              f"({type(error).__name__}); evaluated one at a time")
-                draws, log_w = _loop_draws(result, num_samples)
+                draws, log_w = _loop(result, num_samples, keep=keep_draws)
     log_w = np.asarray(log_w, dtype=float)
+    if len(log_w) < num_samples:
+        notes.append(f"{len(log_w)} of {num_samples} draws within the "
+                     f"{LOOP_BUDGET:.0f} s budget of the one-at-a-time path")
     if not np.isfinite(log_w).any():
         raise FloatingPointError("every importance weight is non-finite: the guide puts its "
                                  "mass where the model has none")
@@ -417,4 +428,31 @@ def vi_report(result: FitResult, *, num_samples: int = 1000, seed: int = 0
             "posterior, so its means, sds and intervals may be wrong, and the "
             "PSIS-corrected ones too; use a richer guide (guide='mvn' or a flow), "
             "reparameterise the model, or use MCMC (engine='chees' or 'nuts').")
+    return report, messages
+
+
+def pathfinder_report(result: FitResult) -> tuple[dict[str, Any], list[str]]:
+    """k-hat of a Pathfinder result's pooled importance weights, with Yao et al.'s verdict,
+    and warnings for a poor approximation and for failed or unfinished paths."""
+    report = dict(result.info.get("psis", {}))
+    khat = float(report.get("khat", math.nan))
+    report["verdict"] = khat_verdict(khat)
+    messages = []
+    if not np.isfinite(khat) or khat > KHAT_LIMIT:
+        messages.append(
+            f"Pathfinder's PSIS k-hat is {khat:.2f} (> {KHAT_LIMIT}): its Gaussian "
+            "approximations are far from the posterior, so the resampled draws may be "
+            "wrong (too narrow, or missing a mode); use engine='chees' or 'nuts'.")
+    paths = result.info.get("paths", [])
+    failed = result.info.get("failed_paths", 0)
+    if failed:
+        messages.append(f"{failed} of {len(paths)} Pathfinder paths failed (non-finite "
+                        "log density along the way); the draws come from the others.")
+    unfinished = [p for p in paths if p["stopped"].startswith("max_iterations")]
+    if unfinished:
+        messages.append(f"{len(unfinished)} of {len(paths)} Pathfinder paths stopped at "
+                        "max_iterations before L-BFGS converged; raise max_iterations.")
+    elbos = [p["elbo"] for p in paths if math.isfinite(p["elbo"])]
+    if len(elbos) > 1:
+        report["elbo_spread"] = float(max(elbos) - min(elbos))
     return report, messages

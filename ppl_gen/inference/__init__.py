@@ -19,7 +19,7 @@ from ..config import CONFIGS, config_from_dict
 from ..data.base import Dataset
 from ..models.base import GenerativeModel
 from ..registry import Registry
-from . import adversarial, chees, em, mcmc, svi
+from . import adversarial, chees, em, mcmc, pathfinder, svi
 from .base import FitResult, Problem, StepInfo, make_problem, resolve_device
 from .loop import Engine, Interrupted, LoopOptions
 from .predictive import DrawEvaluation, draw_from_guide, evaluate_draws
@@ -30,7 +30,7 @@ __all__ = ["ENGINES", "fit", "check_result", "check_engine", "UnsupportedEngineE
 
 ENGINES: Registry[Engine] = Registry("engine")
 for _engine in (svi.ENGINE, em.ENGINE, mcmc.ENGINE_NUTS, mcmc.ENGINE_HMC, adversarial.ENGINE,
-                chees.ENGINE):
+                chees.ENGINE, pathfinder.ENGINE):
     ENGINES.register(_engine.name, _engine.description)(_engine)
 
 
@@ -140,6 +140,7 @@ def check_result(result: FitResult, *, warn: bool = True, stacklevel: int = 2) -
     """Attach the reliability checks to a result and issue a :class:`ReliabilityWarning`
     when any fails. ``fit`` calls it on every result.
 
+    * Pathfinder: PSIS k-hat of its pooled draws, failed or unfinished paths;
     * samplers: convergence diagnostics (``info["diagnostics"]``: R-hat, ESS, nested R-hat,
       divergences, E-BFMI);
     * SVI: the convergence check (``info["convergence"]``) and, for guides of a continuous
@@ -149,7 +150,13 @@ def check_result(result: FitResult, *, warn: bool = True, stacklevel: int = 2) -
     """
     from ..diagnostics.checks import ReliabilityWarning
 
-    if result.samples is not None:
+    if result.kind == "approximation":
+        from ..diagnostics.vi import pathfinder_report
+
+        report, messages = pathfinder_report(result)
+        info = {**result.info, "psis": report}
+        what = "may be unreliable"
+    elif result.samples is not None:
         from ..diagnostics.checks import check_draws
 
         diagnostics, messages = check_draws(result.samples, result.sample_stats,

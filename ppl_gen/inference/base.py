@@ -339,8 +339,12 @@ class FitResult:
     @property
     def kind(self) -> str:
         """``"sampler"`` (draws: NUTS, HMC, ChEES), ``"optimiser"`` (SVI), ``"point"``
-        (EM) or ``"two-player"`` (adversarial) — what the result holds, so that code can
-        branch on it instead of on engine names."""
+        (EM), ``"two-player"`` (adversarial) or ``"approximation"`` (Pathfinder: draws
+        from a fitted approximation, importance-resampled) — what the result holds, so
+        that code can branch on it instead of on engine names."""
+        kind = self.info.get("kind")
+        if kind is not None:  # engines that say (Pathfinder: "approximation")
+            return kind
         if self.samples is not None:
             return "sampler"
         return {"em": "point", "adversarial": "two-player"}.get(self.engine, "optimiser")

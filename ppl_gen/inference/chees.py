@@ -93,6 +93,7 @@ class ChEESState(NamedTuple):
     gradient_evaluations: float = 0.0
     compile_decision: str = ""
     timer: float = 0.0
+    init_info: dict | None = None
 
 
 def warmup_windows(num_warmup: int) -> tuple[int, list[int]]:
@@ -136,6 +137,18 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
     generator = torch.Generator(device=device).manual_seed(seed)
     q = potential.initial(config.num_chains, generator)
     potential.check_vectorized(q[: min(3, config.num_chains)])
+    start_cov, init_info = None, {"init": "uniform"}
+    if config.init == "pathfinder":
+        from .pathfinder import initial_points
+
+        started = time.perf_counter()
+        try:
+            with pyro.validation_enabled(False):
+                q, start_cov, found = initial_points(potential, config.num_chains, generator)
+            init_info = {"init": "pathfinder", "seconds": time.perf_counter() - started,
+                         **found}
+        except FloatingPointError as error:
+            init_info = {"init": "uniform", "pathfinder_failed": str(error)}
     energy, grad = potential.value_and_grad(q)
     if not torch.isfinite(energy).all():
         raise FloatingPointError(f"model {problem.name!r} has a non-finite log-density at "
@@ -144,6 +157,20 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
     dense = _dense_layout(config, q.shape[1])
     eye = torch.eye(q.shape[1], dtype=q.dtype, device=device)
     inv_mass = eye if dense else torch.ones_like(q)
+    factor = inv_mass.clone()
+    if start_cov is not None and bool(torch.isfinite(start_cov).all()):
+        variance = torch.diagonal(start_cov).clamp_min(1e-8)
+        try:
+            if dense:
+                candidate = start_cov + 1e-8 * torch.diag(variance)
+                chol = torch.linalg.cholesky(candidate)
+                factor = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^-1
+                inv_mass = candidate
+            else:
+                inv_mass = variance.expand_as(q).contiguous()
+                factor = inv_mass.rsqrt().contiguous()
+        except RuntimeError:  # not positive definite: keep the identity
+            init_info["metric"] = "identity (the draws' covariance was singular)"
     log_t = torch.log(torch.as_tensor(config.init_trajectory_length, dtype=q.dtype,
                                       device=device))
     adam = {"m": torch.zeros((), dtype=q.dtype, device=device),
@@ -160,9 +187,9 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
                                    step_size.unsqueeze(-1), inv_mass, active),
             backend=config.compile, name=f"the potential of {problem.name!r}")
     metric = "dense" if config.mass_matrix == "dense" else "diagonal"
-    return ChEESState(potential, q, energy, grad, step_size, inv_mass, inv_mass.clone(),
+    return ChEESState(potential, q, energy, grad, step_size, inv_mass, factor,
                       log_t, _dual_start(step_size), adam, window, 0, generator, leapfrog,
-                      metric, config, 0.0, "", time.perf_counter())
+                      metric, config, 0.0, "", time.perf_counter(), init_info)
 
 
 def _empty_window(q: Tensor, dense: bool) -> dict[str, Any]:
@@ -545,6 +572,7 @@ def _finish(problem: Problem, config: ChEESConfig, seed: int, state: ChEESState,
             "step_size_per_chain": state.step_size.cpu().tolist(),
             "trajectory_length": float(state.log_trajectory.exp()),
             "mass_matrix": state.metric,
+            "init": state.init_info or {"init": "uniform"},
             "compiled": state.leapfrog.backend,
             "compile_reason": state.leapfrog.reason,
             "compile_seconds": state.leapfrog.compile_seconds,

@@ -43,7 +43,7 @@ __all__ = ["Engine", "run_loop", "Interrupted", "RESUME_FORMAT", "load_resume",
 
 RESUME_FORMAT = "ppl_gen-resume"
 RESUME_VERSION = 1
-KINDS = ("optimiser", "sampler", "point", "two-player")
+KINDS = ("optimiser", "sampler", "point", "two-player", "approximation")
 
 
 class Interrupted(KeyboardInterrupt):

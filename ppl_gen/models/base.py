@@ -126,7 +126,7 @@ class GenerativeModel(PyroModule):
     sample_figure: ClassVar[bool] = False
 
     #: Engines that sample global parameters from their posterior.
-    MCMC_ENGINES: ClassVar[tuple[str, ...]] = ("nuts", "hmc", "chees")
+    MCMC_ENGINES: ClassVar[tuple[str, ...]] = ("nuts", "hmc", "chees", "pathfinder")
 
     def engine_refusal(self, engine: str) -> str | None:
         """Why ``engine`` cannot fit this model (``None`` when it can): one clause that

@@ -28,7 +28,7 @@ class EightSchools(GenerativeModel):
         Roberts & Sköld (2007), "A general framework for the parametrization of hierarchical
         models"; posteriordb ``eight_schools-eight_schools_noncentered``.
     """
-    engines = ("svi", "nuts", "hmc", "chees")
+    engines = ("svi", "nuts", "hmc", "chees", "pathfinder")
 
     observed = "y"
     data_keys = ("y", "sigma")

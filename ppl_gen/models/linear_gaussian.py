@@ -26,7 +26,7 @@ class _LinearGaussian(GenerativeModel):
     """x = W z + mu + eps, z ~ N(0, I_Q), eps ~ N(0, Psi); Psi isotropic or diagonal."""
     # MCMC samples z | x with the parameters held fixed (their exact posterior is Gaussian:
     # a test of the samplers); on a large data set that is many latent dimensions.
-    engines = ("em", "svi", "nuts", "hmc", "chees")
+    engines = ("em", "svi", "nuts", "hmc", "chees", "pathfinder")
 
     data_keys = ("x",)
     has_local_guide = True

@@ -63,7 +63,7 @@ class GaussianMixture(GenerativeModel):
         self.loc_scale, self.reg_covar = loc_scale, reg_covar
         # With priors the parameters are latent and p(x) needs an integral over them.
         self.density = "intractable" if priors else "exact"
-        self.engines = ("svi", "nuts", "hmc", "chees") if priors else ("em", "svi")
+        self.engines = ("svi", "nuts", "hmc", "chees", "pathfinder") if priors else ("em", "svi")
         K, D = num_components, dim
         if priors:
             self.weights = PyroSample(lambda s: dist.Dirichlet(s._ones(K)))

@@ -18,7 +18,7 @@ class _GLM(GenerativeModel):
     observed = "y"
     data_keys = ("x", "y")
     density = "intractable"
-    engines = ("svi", "nuts", "hmc", "chees")
+    engines = ("svi", "nuts", "hmc", "chees", "pathfinder")
 
     def __init__(self, num_features: int, *, prior_scale: float = 1.0,
                  bias_scale: float = 10.0) -> None:

@@ -198,3 +198,34 @@ def _fit_zoo(model_, ds):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ReliabilityWarning)
         return ppl_gen.fit(model_, ds, engine="svi", num_steps=30, device="cpu")
+
+
+def _conjugate_model(y):
+    """mu ~ N(0, 1), y_i ~ N(mu, 1): p(mu | y) = N(sum y / (n + 1), 1 / (n + 1))."""
+    mu = pyro.sample("mu", dist.Normal(torch.zeros((), dtype=y.dtype), 1.0))
+    with pyro.plate("data", y.shape[-1]):
+        pyro.sample("y", dist.Normal(mu.unsqueeze(-1), 1.0), obs=y)
+
+
+def test_vsbc_symmetric_for_an_exact_guide_and_not_for_a_biased_one():
+    """VSBC's oracle: the exact posterior as the guide gives symmetric quantiles; the same
+    guide shifted by half a posterior sd does not (Yao et al. 2018, Theorem 1)."""
+    from ppl_gen.diagnostics import vsbc
+
+    y = torch.zeros(4, dtype=torch.float64)
+
+    def guide_with(shift):
+        def guide(y):
+            n = y.shape[-1]
+            sd = (1.0 / (n + 1)) ** 0.5
+            pyro.sample("mu", dist.Normal(y.sum(-1) / (n + 1) + shift * sd, sd))
+        return guide
+
+    exact = vsbc(_conjugate_model, {"y": y}, guide=guide_with(0.0), num_simulations=100,
+                 num_draws=199, num_steps=1)
+    biased = vsbc(_conjugate_model, {"y": y}, guide=guide_with(0.5), num_simulations=100,
+                  num_draws=199, num_steps=1)
+    assert exact.passed(), exact.summary()
+    assert not biased.passed(), biased.summary()
+    assert "ASYMMETRIC" in biased.summary()
+    assert biased.quantiles["mu"].mean() < 0.4  # the truth sits low in a guide shifted up
