@@ -350,11 +350,15 @@ class ChEESConfig:
             divergences, r-hat 1.016 and ESS(tau) 975 where 0.8 gave 0-1, 1.003 and 2,500+
             (16 chains x 400 draws, seeds 1-3).
         step_size: Initial step size of every chain.
-        init: Where chains start: ``"uniform"`` (Stan's default: uniform on (-2, 2) in
-            unconstrained space) or ``"pathfinder"`` (draws of a 4-path Pathfinder run,
-            with the draws' variances — or covariance, for a dense metric — as the initial
-            inverse metric; Zhang et al. 2022 show it cuts warmup). Its cost is in
-            ``info["init"]``.
+        init: Where chains start: ``"pathfinder"`` (the default: draws of a 4-path
+            Pathfinder run, with the draws' variances — or covariance, for a dense metric
+            — as the initial inverse metric; Zhang et al. 2022 show it cuts warmup) or
+            ``"uniform"`` (Stan's default: uniform on (-2, 2) in unconstrained space).
+            On the eight posteriordb dev posteriors (3 seeds, 16 chains, 500 + 500) the
+            Pathfinder start passed 24 of 24 runs against 23 of 24 and needed a median
+            10,000 gradients per run (start included) against 42,500
+            (``benchmarks/posteriordb_dev.py``). If every path fails the chains start
+            uniformly, and ``info["init"]`` says so and what the start cost.
         init_trajectory_length: Initial T (adapted during warmup).
         adapt_trajectory_length: Adapt T by the ChEES criterion (True), or keep
             ``init_trajectory_length`` throughout: batched HMC with a fixed, jittered
@@ -391,7 +395,7 @@ class ChEESConfig:
     num_chains: int = 16
     target_accept_prob: float = 0.8
     step_size: float = 0.1
-    init: str = "uniform"
+    init: str = "pathfinder"
     init_trajectory_length: float = 0.1
     adapt_trajectory_length: bool = True
     trajectory_learning_rate: float = 0.025

@@ -340,7 +340,7 @@ def _adapt(state: ChEESState, new: dict[str, Tensor], config: ChEESConfig,
         if "outer" in window:
             window["outer"] = window["outer"] + new["q"].T @ new["q"]
         if iteration in ends:
-            inv_mass, factor, metric = _estimate_mass(window, config)
+            inv_mass, factor, metric = _estimate_mass(window, config, inv_mass)
             window = _empty_window(new["q"], "outer" in window)
             dual = _dual_start(step_size)
             if config.adapt_trajectory_length:
@@ -396,8 +396,8 @@ def _choose_dense(cov: Tensor, count: int) -> bool:
     return condition >= max(AUTO_DENSE_CONDITION, 3 * noise)
 
 
-def _estimate_mass(window: dict[str, Any], config: ChEESConfig
-                   ) -> tuple[Tensor, Tensor, str]:
+def _estimate_mass(window: dict[str, Any], config: ChEESConfig,
+                   previous: Tensor | None = None) -> tuple[Tensor, Tensor, str]:
     """Inverse mass matrix from a window's draws: (inverse metric, momentum factor, kind).
 
     Pooled (the default), the estimate uses all C chains' draws and is shared: C times more
@@ -409,8 +409,13 @@ def _estimate_mass(window: dict[str, Any], config: ChEESConfig
     That is scale-blind: a coefficient with posterior variance 1e-6 (a covariate measured in
     large units) gets a metric variance ~10x too large and a step size ~3x too small, and a
     near-singular direction of a dense Σ is inflated far more. Pooled estimates (C times the
-    draws) keep each parameter's own variance; a dense Σ has its off-diagonals shrunk towards
-    0 by Stan's weight 5 / (n + 5) (towards its own diagonal, Ledoit–Wolf style); only a
+    draws) keep each parameter's own variance; a dense Σ is shrunk by Stan's weight
+    5 / (n + 5) towards the previous metric's correlations rescaled to the window's
+    variances (the previous metric is the Pathfinder start or the last window; with none,
+    or a diagonal one, that is Σ's own diagonal, Ledoit–Wolf style). Shrinking towards the
+    diagonal alone ruined near-singular posteriors: a correlation of -0.99999 shrunk by
+    1.2% inflates the thin direction's variance ~1,000-fold and cuts the step size ~30-fold
+    (seen on an uncentred regression started from Pathfinder's exact covariance). Only a
     parameter that did not move at all gets Stan's 1e-3 floor. Per-chain estimates
     (``pool_mass_matrix=False``) keep Stan's rule exactly.
     """
@@ -438,8 +443,14 @@ def _estimate_mass(window: dict[str, Any], config: ChEESConfig
         var = _floor(cov.diagonal().clamp_min(0), shrink)
         dense = config.mass_matrix == "dense" or _choose_dense(cov, count)
         eye = torch.eye(dim, dtype=cov.dtype, device=cov.device)
-        if dense:  # off-diagonals shrunk towards 0 by 5 / (n + 5); the diagonal kept
-            inv_mass = (1 - shrink) * cov + shrink * torch.diag(var)
+        if dense:  # shrunk by 5 / (n + 5) towards the previous correlations; diagonal kept
+            target = torch.diag(var)
+            if previous is not None and previous.dim() == 2:
+                scale = previous.diagonal().clamp_min(1e-300).rsqrt()
+                correlation = previous * scale[:, None] * scale[None, :]
+                sd = var.sqrt()
+                target = correlation * sd[:, None] * sd[None, :]
+            inv_mass = (1 - shrink) * cov + shrink * target
             inv_mass.diagonal().copy_(var)
         else:
             inv_mass = torch.diag(var)

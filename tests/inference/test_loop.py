@@ -104,7 +104,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(engine, tmp_path):
 def test_every_engine_declares_the_contract():
     for name, engine in ENGINES.items():
         assert engine.name == name
-        assert engine.kind in ("optimiser", "sampler", "point", "two-player")
+        assert engine.kind in ("optimiser", "sampler", "point", "two-player", "approximation")
         assert engine.resumable or engine.cannot_resume
 
 
