@@ -61,6 +61,9 @@ KHAT_LIMIT = 0.7
 #: A guide whose means moved by more than this many posterior sds over the last window of
 #: the run had not converged.
 DRIFT_LIMIT = 0.1
+#: Fewer effective importance draws than this behind resampled draws warns (MC error of a
+#: mean above ~0.1 posterior sd).
+MIN_PSIS_ESS = 100
 #: Draws evaluated in one vectorised pass.
 CHUNK = 500
 
@@ -443,6 +446,13 @@ def pathfinder_report(result: FitResult) -> tuple[dict[str, Any], list[str]]:
             f"Pathfinder's PSIS k-hat is {khat:.2f} (> {KHAT_LIMIT}): its Gaussian "
             "approximations are far from the posterior, so the resampled draws may be "
             "wrong (too narrow, or missing a mode); use engine='chees' or 'nuts'.")
+    ess = float(report.get("ess", math.nan))
+    if np.isfinite(khat) and khat <= KHAT_LIMIT and ess < MIN_PSIS_ESS:
+        messages.append(
+            f"only {ess:.0f} effective draws behind Pathfinder's resampled draws (PSIS "
+            f"ESS < {MIN_PSIS_ESS}): their means carry Monte Carlo errors of about "
+            f"{1 / math.sqrt(max(ess, 1)):.2f} posterior sds; raise draws_per_path or use "
+            "engine='chees'.")
     paths = result.info.get("paths", [])
     failed = result.info.get("failed_paths", 0)
     if failed:

@@ -24,6 +24,7 @@ from ..models.base import GenerativeModel
 from ..traces.sites import enumerated_sites, latent_sites, max_plate_nesting
 
 __all__ = ["Problem", "make_problem", "FitResult", "StepInfo", "resolve_device",
+           "improper_start",
            "num_threads", "param_scope", "latent_sites", "enumerated_sites",
            "max_plate_nesting"]
 
@@ -106,6 +107,30 @@ class _ImproperStart(Messenger):
             transform = biject_to(fn.support)
             unconstrained = torch.zeros(transform.inverse_shape(shape), dtype=self.dtype)
             msg["value"] = transform(unconstrained)
+
+
+def improper_start(init_fn: Callable[[dict[str, Any]], Tensor]
+                   ) -> Callable[[dict[str, Any]], Tensor]:
+    """An initialisation strategy (Pyro's ``init_to_median()``, ...) that also handles
+    flat improper priors (``ImproperUniform``, Stan's unstated priors), which cannot be
+    sampled: those sites start at the image of 0 in unconstrained space, as the problem
+    tracer uses. Without it autoguides and Pyro's NUTS/HMC fail at their first trace."""
+
+    def init(site: dict[str, Any]) -> Tensor:
+        fn = site["fn"]
+        base = fn
+        while hasattr(base, "base_dist"):
+            base = base.base_dist
+        if isinstance(base, ImproperUniform):
+            shape = fn.batch_shape + fn.event_shape
+            transform = biject_to(fn.support)
+            value = site.get("value")
+            dtype = value.dtype if torch.is_tensor(value) and value.is_floating_point() \
+                else torch.get_default_dtype()
+            return transform(torch.zeros(transform.inverse_shape(shape), dtype=dtype))
+        return init_fn(site)
+
+    return init
 
 
 class StepInfo(NamedTuple):

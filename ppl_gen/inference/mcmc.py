@@ -25,6 +25,7 @@ from .base import (
     FitResult,
     Problem,
     StepInfo,
+    improper_start,
     latent_sites,
     max_plate_nesting,
 )
@@ -54,15 +55,17 @@ class MCMCState(NamedTuple):
     kernels: list[MCMCKernel]
     params: list[dict[str, Tensor]]
     iteration: int
+    init_info: dict | None = None
 
 
 def _kernel(problem: Problem, config: MCMCConfig) -> MCMCKernel:
     nesting = max_plate_nesting(problem.structure)
+    strategy = _INIT_STRATEGIES.get(config.init_strategy, init_to_median)
     common: dict[str, Any] = dict(
         step_size=config.step_size, adapt_step_size=True,
         adapt_mass_matrix=config.adapt_mass_matrix, full_mass=config.full_mass,
         target_accept_prob=config.target_accept_prob, jit_compile=config.jit_compile,
-        ignore_jit_warnings=True, init_strategy=_INIT_STRATEGIES[config.init_strategy](),
+        ignore_jit_warnings=True, init_strategy=improper_start(strategy()),
         max_plate_nesting=nesting)
     if config.kernel == "nuts":
         return NUTS(problem.model, max_tree_depth=config.max_tree_depth, **common)
@@ -84,15 +87,45 @@ def init(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> M
                       "in result.samples; draw them afterwards with "
                       "pyro.infer.infer_discrete, or mark them infer={'enumerate': "
                       "'parallel'} to make the summing explicit", UserWarning, stacklevel=3)
+    starts, init_info = None, {"init": config.init_strategy}
+    if config.init_strategy == "pathfinder":
+        starts, init_info = _pathfinder_starts(problem, config.num_chains, seed)
     kernels, params = [], []
     for chain in range(config.num_chains):
         pyro.set_rng_seed(seed + 1000 * chain)  # distinct, reproducible initial points
         kernel = _kernel(problem, config)
+        if starts is not None:
+            kernel.initial_params = starts[chain]
         kernel.setup(config.num_warmup, **problem.data)
         kernels.append(kernel)
         params.append(kernel.initial_params)
     pyro.set_rng_seed(seed)
-    return MCMCState(problem, config, kernels, params, 0)
+    return MCMCState(problem, config, kernels, params, 0, init_info)
+
+
+def _pathfinder_starts(problem: Problem, num_chains: int, seed: int
+                       ) -> tuple[list[dict[str, Tensor]] | None, dict[str, Any]]:
+    """Unconstrained starting points per chain from Pathfinder (Pyro's kernels and
+    ``BatchedPotential`` both map sites with ``biject_to`` of their support), or ``None``
+    with the reason when the model does not broadcast over draws."""
+    import time
+
+    from .batched import BatchedPotential
+    from .pathfinder import initial_points
+
+    started = time.perf_counter()
+    try:
+        potential = BatchedPotential(problem)
+        generator = torch.Generator(device=problem.device).manual_seed(seed)
+        potential.check_vectorized(potential.initial(3, generator))
+        with pyro.validation_enabled(False), torch.no_grad():
+            points, _, found = initial_points(potential, num_chains, generator)
+    except (ValueError, RuntimeError, FloatingPointError) as error:
+        return None, {"init": "median", "pathfinder_failed": str(error).split("\n")[0]}
+    parts = potential.unpack(points)
+    starts = [{name: value[c].detach() for name, value in parts.items()}
+              for c in range(num_chains)]
+    return starts, {"init": "pathfinder", "seconds": time.perf_counter() - started, **found}
 
 
 def _chain_step(kernel: MCMCKernel, params: dict[str, Tensor], warmup: bool
@@ -160,6 +193,7 @@ def _finish(problem: Problem, config: MCMCConfig, seed: int, state: MCMCState,
     sample_stats = {k: np.stack([s[k] for s in stats], axis=1) for k in stats[0]}
     sample_stats["diverging"] = sample_stats["diverging"].astype(bool)
     info = {**base_info,
+            "init": state.init_info or {"init": config.init_strategy},
             "num_divergences": int(sample_stats["diverging"].sum()),
             "divergences_per_chain": sample_stats["diverging"].sum(1).tolist(),
             "step_size_per_chain": [float(k.step_size) for k in state.kernels],

@@ -19,10 +19,8 @@ import pyro.infer.autoguide as autoguide
 import pyro.optim
 import pyro.poutine as poutine
 import torch
-from pyro.distributions import ImproperUniform
 from pyro.infer import SVI
 from pyro.optim.clipped_adam import ClippedAdam
-from torch.distributions import biject_to
 
 from ..config import SVIConfig
 from ..models.base import GenerativeModel
@@ -31,6 +29,7 @@ from .base import (
     Problem,
     StepInfo,
     enumerated_sites,
+    improper_start,
     latent_sites,
     max_plate_nesting,
     param_scope,
@@ -257,24 +256,9 @@ def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
     return guide
 
 
-_MEDIAN = autoguide.init_to_median(num_samples=15)
-
-
-def _init_loc(site: dict[str, Any]) -> torch.Tensor:
-    """Autoguides start at the prior median (15 prior draws), except under a flat improper
-    prior (Stan's unstated priors, ``ImproperUniform``), which cannot be sampled: there the
-    image of 0 in unconstrained space, as the problem tracer uses."""
-    fn = site["fn"]
-    base = fn
-    while hasattr(base, "base_dist"):
-        base = base.base_dist
-    if isinstance(base, ImproperUniform):
-        shape = fn.batch_shape + fn.event_shape
-        transform = biject_to(fn.support)
-        dtype = site["value"].dtype if torch.is_tensor(site.get("value")) else \
-            torch.get_default_dtype()
-        return transform(torch.zeros(transform.inverse_shape(shape), dtype=dtype))
-    return _MEDIAN(site)
+#: Autoguides start at the prior median (15 prior draws); flat improper priors at the
+#: image of 0 in unconstrained space.
+_init_loc = improper_start(autoguide.init_to_median(num_samples=15))
 
 
 def build_loss(problem: Problem, config: SVIConfig) -> pyro.infer.ELBO:
