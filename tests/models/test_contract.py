@@ -147,7 +147,9 @@ TINY_FITS = {"svi": {"num_steps": 2}, "em": {"max_iter": 2},
              "nuts": {"num_warmup": 2, "num_samples": 2, "num_chains": 1},
              "hmc": {"num_warmup": 2, "num_samples": 2, "num_chains": 1, "num_steps": 2},
              "chees": {"num_warmup": 2, "num_samples": 2, "num_chains": 2, "compile": False},
-             "adversarial": {"num_steps": 2, "batch_size": 8}}
+             "adversarial": {"num_steps": 2, "batch_size": 8},
+             "pathfinder": {"num_paths": 1, "max_iterations": 3, "draws_per_path": 20,
+                            "num_draws": 20, "num_elbo_draws": 2}}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -167,5 +169,5 @@ def test_model_declares_its_engines_runs_them_and_refuses_the_rest(name):
             warnings.simplefilter("ignore")  # two draws: the reliability checks fail
             result = fit(model, data, engine=engine, device="cpu", **TINY_FITS[engine])
         assert result.engine == engine
-        assert result.kind == {"em": "point", "adversarial": "two-player", "svi": "optimiser"
-                               }.get(engine, "sampler")
+        assert result.kind == {"em": "point", "adversarial": "two-player", "svi": "optimiser",
+                               "pathfinder": "approximation"}.get(engine, "sampler")
