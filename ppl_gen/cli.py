@@ -314,8 +314,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     vi = {}
     for name, guide in (("meanfield", "normal"), ("fullrank", "mvn")):
         print(f"fitting {args.model} by VI ({name}) ...", flush=True)
-        vi[name] = fit(model, dataset, engine="svi", guide=guide, device=args.device,
-                       seed=args.seed, **vi_options)
+        with warnings.catch_warnings():  # printed as sentences below
+            warnings.simplefilter("ignore", ReliabilityWarning)
+            vi[name] = fit(model, dataset, engine="svi", guide=guide, device=args.device,
+                           seed=args.seed, **vi_options)
+        for message in vi[name].warnings:
+            print(f"WARNING (VI, {name}): {message}")
     engine = getattr(args, "mcmc_engine", "nuts")
     print(f"fitting {args.model} by {engine.upper()} ({args.num_chains} chains, "
           f"{args.num_warmup} + {args.num_samples}) ...", flush=True)
@@ -329,9 +333,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(f"  {time.perf_counter() - started:.1f} s", flush=True)
     for message in mcmc.warnings:
         print(f"WARNING (MCMC reference): {message}")
-    comparison = diagnostics.compare_posteriors(vi, mcmc, num_samples=args.vi_draws,
-                                                seed=args.seed)
+    with warnings.catch_warnings():  # the reference's warnings are printed above
+        warnings.simplefilter("ignore", ReliabilityWarning)
+        comparison = diagnostics.compare_posteriors(vi, mcmc, num_samples=args.vi_draws,
+                                                    seed=args.seed)
     result = comparison.to_dict()
+    for name, fitted in vi.items():
+        result["approximations"][name]["warnings"] = list(fitted.warnings)
     result["mcmc"] = {"engine": engine, "divergences": mcmc.info["num_divergences"],
                       "warnings": list(mcmc.warnings),
                       **{k: record[k] for k in ("model_name", "dataset")}}
