@@ -360,8 +360,8 @@ class ChEESConfig:
             — as the initial inverse metric; Zhang et al. 2022 show it cuts warmup) or
             ``"uniform"`` (Stan's default: uniform on (-2, 2) in unconstrained space).
             On the eight posteriordb dev posteriors (3 seeds, 16 chains, 500 + 500) the
-            Pathfinder start passed 24 of 24 runs against 23 of 24 and needed a median
-            10,000 gradients per run (start included) against 42,500
+            Pathfinder start passed 24 of 24 runs against 22 of 24 and needed a median
+            6,700 gradients per run (start included) against 43,500
             (``benchmarks/posteriordb_dev.py``). If every path fails the chains start
             uniformly, and ``info["init"]`` says so and what the start cost.
         init_trajectory_length: Initial T (adapted during warmup).

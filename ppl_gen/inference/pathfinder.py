@@ -275,11 +275,11 @@ def initial_points(potential: BatchedPotential, num: int, generator: torch.Gener
     spread over the paths' draws (unconstrained, (num, D)), the pooled draws' covariance
     (D, D), and a summary of the paths. Paths that failed are skipped; if all fail the
     caller should fall back to its own starts."""
-    # 200 L-BFGS iterations at most: well-posed posteriors converge in 25-400 (posteriordb:
-    # 24-103 per path), and a funnel's unbounded density would otherwise take all 1,000
-    # per path for a start that is then discarded anyway.
+    # 100 L-BFGS iterations at most and 10 ELBO draws per iterate: a start needs to be in
+    # the typical set, not converged (posteriordb's paths took 24-103 iterations), and a
+    # funnel's unbounded density would otherwise take all 1,000 per path.
     config = config or PathfinderConfig(num_paths=4, draws_per_path=max(100, num),
-                                        max_iterations=200)
+                                        max_iterations=100, num_elbo_draws=10)
     paths = [p for p in (_run_path(potential, generator, config)
                          for _ in range(config.num_paths)) if math.isfinite(p.elbo)]
     if not paths:

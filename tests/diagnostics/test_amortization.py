@@ -35,6 +35,7 @@ def setup():
     return gaps, mean, cov, marginal, kl
 
 
+@pytest.mark.slow  # a 20 s shared NUTS fixture: CI runs it (pytest -m slow)
 def test_log_marginal_and_gaps_match_the_closed_forms(setup):
     gaps, _, _, marginal, kl = setup
     for gap in gaps:
@@ -47,6 +48,7 @@ def test_log_marginal_and_gaps_match_the_closed_forms(setup):
         assert gap.amortization_gap > 1.0  # an untrained encoder is far from q*
 
 
+@pytest.mark.slow  # a 20 s shared NUTS fixture: CI runs it (pytest -m slow)
 def test_nuts_reference_matches_the_exact_posterior(setup):
     gaps, mean, cov, _, _ = setup
     for gap in gaps:

@@ -127,6 +127,7 @@ def test_dense_mass_matrix_on_a_strongly_correlated_gaussian():
     assert abs(np.corrcoef(flat.T)[0, 1] - exact) < 0.005
 
 
+@pytest.mark.slow  # 17 s / 10 s: CI runs it (pytest -m slow)
 def test_per_chain_mass_matrices_still_sample_correctly():
     model, data, mean, cov = _correlated_2d()
     result = ppl_gen.fit(model, data, engine="chees", num_chains=16, num_warmup=400,
@@ -153,6 +154,7 @@ def test_local_latents_of_the_linear_gaussian_models_match_their_exact_posterior
     _check_gaussian(draws, mean.reshape(-1).detach().numpy(), variances, name)
 
 
+@pytest.mark.slow  # 17 s / 10 s: CI runs it (pytest -m slow)
 def test_agrees_with_pyro_nuts_on_logistic_regression():
     ds = ppl_gen.load_dataset("breast_cancer", dtype=torch.float64)
     data = {"x": ds["x"][:, :3], "y": ds["y"]}

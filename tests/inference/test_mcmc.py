@@ -25,6 +25,7 @@ def eight_schools_nuts():
                        device="cpu")
 
 
+@pytest.mark.slow  # Pyro NUTS, 27 s / 13 s: CI runs it (pytest -m slow)
 def test_eight_schools_noncentered_matches_posteriordb(eight_schools_nuts):
     result = eight_schools_nuts
     for name, truth in REFERENCE.items():
@@ -42,6 +43,7 @@ def test_eight_schools_noncentered_matches_posteriordb(eight_schools_nuts):
     assert np.all(stats["step_size"] == stats["step_size"][:, :1])
 
 
+@pytest.mark.slow  # Pyro NUTS, 27 s / 13 s: CI runs it (pytest -m slow)
 def test_centered_eight_schools_reports_its_divergences():
     ds = ppl_gen.load_dataset("eight_schools")
     model = ppl_gen.MODELS["eight_schools_centered"].from_dataset(ds)
