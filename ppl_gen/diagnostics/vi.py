@@ -10,10 +10,11 @@ log w_s = log p(x, z_s) - log q(z_s) are Pareto-smoothed (PSIS, Vehtari et al. 2
 * the smoothed weights give *corrected* posterior means, sds and quantiles — with k-hat
   below 0.7 they are close to the exact posterior's even where the guide is mean-field on a
   correlated posterior, and their Monte-Carlo standard error is stated;
-* a convergence check compares the guide at the end of the run with the guide a window
-  earlier (same random numbers, so only the parameters differ): a guide whose means still
-  moved by more than a tenth of a posterior sd had not converged, whatever its k-hat (on
-  posteriordb's AR(5) a non-converged guide had k-hat 0.40 with means 0.65 sd off).
+* the SVI engine's convergence check (``inference/svi.py``: the iterate averages of the
+  last two quarters compared on paired draws, ``info["convergence"]``) is carried into the
+  warnings: a guide whose means still moved by more than a tenth of a posterior sd had not
+  converged, whatever its k-hat (on posteriordb's AR(5) a non-converged guide had k-hat
+  0.40 with means 0.65 sd off).
 
 References:
     Yao, Vehtari, Simpson & Gelman (2018), "Yes, but did it work?: Evaluating variational
@@ -53,14 +54,11 @@ from ..inference.base import (
 from .convert import psis_smooth
 
 __all__ = ["ImportanceDraws", "importance_draws", "psis_summary", "khat_verdict",
-           "vi_report", "KHAT_GOOD", "KHAT_LIMIT", "DRIFT_LIMIT"]
+           "vi_report", "pathfinder_report", "KHAT_GOOD", "KHAT_LIMIT"]
 
 #: Yao et al.'s thresholds.
 KHAT_GOOD = 0.5
 KHAT_LIMIT = 0.7
-#: A guide whose means moved by more than this many posterior sds over the last window of
-#: the run had not converged.
-DRIFT_LIMIT = 0.1
 #: Fewer effective importance draws than this behind resampled draws warns (MC error of a
 #: mean above ~0.1 posterior sd).
 MIN_PSIS_ESS = 100
