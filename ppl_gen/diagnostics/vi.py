@@ -51,6 +51,7 @@ from ..inference.base import (
     max_plate_nesting,
     param_scope,
 )
+from ..traces.sites import element_label as _label
 from .convert import psis_smooth
 
 __all__ = ["ImportanceDraws", "importance_draws", "psis_summary", "khat_verdict",
@@ -312,12 +313,6 @@ def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
     cdf = np.cumsum(w[order])
     cdf /= cdf[-1]
     return float(np.interp(q, cdf - w[order] / 2, x[order]))
-
-
-def _label(name: str, shape: tuple[int, ...], flat: int) -> str:
-    if not shape:
-        return name
-    return f"{name}[{', '.join(map(str, np.unravel_index(flat, shape)))}]"
 
 
 def psis_summary(imp: ImportanceDraws, *, max_size: int = 200,

@@ -85,6 +85,20 @@ def param_scope(state: dict | None) -> Iterator[dict]:
         yield scoped
 
 
+def flat_prior_start(fn: Any, dtype: torch.dtype) -> Tensor | None:
+    """For a flat improper prior (``ImproperUniform``, possibly wrapped in Independent /
+    Expanded / Masked), the image of 0 in unconstrained space; ``None`` for any other
+    distribution."""
+    base = fn
+    while hasattr(base, "base_dist"):  # Independent / Expanded / Masked wrappers
+        base = base.base_dist
+    if not isinstance(base, ImproperUniform):
+        return None
+    shape = fn.batch_shape + fn.event_shape
+    transform = biject_to(fn.support)
+    return transform(torch.zeros(transform.inverse_shape(shape), dtype=dtype))
+
+
 class _ImproperStart(Messenger):
     """Give latent sites whose distribution cannot be sampled (``ImproperUniform``, Stan's
     flat priors) a value in their support — the image of 0 in unconstrained space — so a
@@ -98,15 +112,9 @@ class _ImproperStart(Messenger):
     def _pyro_sample(self, msg: dict[str, Any]) -> None:
         if msg["is_observed"] or msg["value"] is not None:
             return
-        fn = msg["fn"]
-        base = fn
-        while hasattr(base, "base_dist"):  # Independent / Expanded / Masked wrappers
-            base = base.base_dist
-        if isinstance(base, ImproperUniform):
-            shape = fn.batch_shape + fn.event_shape
-            transform = biject_to(fn.support)
-            unconstrained = torch.zeros(transform.inverse_shape(shape), dtype=self.dtype)
-            msg["value"] = transform(unconstrained)
+        value = flat_prior_start(msg["fn"], self.dtype)
+        if value is not None:
+            msg["value"] = value
 
 
 def improper_start(init_fn: Callable[[dict[str, Any]], Tensor]
@@ -117,18 +125,11 @@ def improper_start(init_fn: Callable[[dict[str, Any]], Tensor]
     tracer uses. Without it autoguides and Pyro's NUTS/HMC fail at their first trace."""
 
     def init(site: dict[str, Any]) -> Tensor:
-        fn = site["fn"]
-        base = fn
-        while hasattr(base, "base_dist"):
-            base = base.base_dist
-        if isinstance(base, ImproperUniform):
-            shape = fn.batch_shape + fn.event_shape
-            transform = biject_to(fn.support)
-            value = site.get("value")
-            dtype = value.dtype if torch.is_tensor(value) and value.is_floating_point() \
-                else torch.get_default_dtype()
-            return transform(torch.zeros(transform.inverse_shape(shape), dtype=dtype))
-        return init_fn(site)
+        value = site.get("value")
+        dtype = value.dtype if torch.is_tensor(value) and value.is_floating_point() \
+            else torch.get_default_dtype()
+        start = flat_prior_start(site["fn"], dtype)
+        return start if start is not None else init_fn(site)
 
     return init
 

@@ -24,6 +24,7 @@ from pyro.optim.clipped_adam import ClippedAdam
 
 from ..config import SVIConfig
 from ..models.base import GenerativeModel
+from ..traces.sites import element_label as _label
 from .base import (
     FitResult,
     Problem,
@@ -496,12 +497,6 @@ def _drift_applies(problem: Problem, guide: Any) -> bool:
     return not (guide is _empty_guide or isinstance(guide, autoguide.AutoDelta)
                 or (module is not None and module.has_local_guide)
                 or not latent_sites(problem.structure))
-
-
-def _label(name: str, shape: tuple[int, ...], flat: int) -> str:
-    if not shape:
-        return name
-    return f"{name}[{', '.join(map(str, np.unravel_index(flat, shape)))}]"
 
 
 def _drift(state: SVIState, earlier: list[torch.Tensor], seed: int) -> dict[str, Any]:

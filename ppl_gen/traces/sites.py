@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyro.poutine as poutine
 
-__all__ = ["latent_sites", "enumerated_sites", "max_plate_nesting"]
+__all__ = ["latent_sites", "enumerated_sites", "max_plate_nesting", "element_label"]
 
 
 def latent_sites(trace: poutine.Trace) -> list[str]:
@@ -29,3 +29,13 @@ def max_plate_nesting(trace: poutine.Trace) -> int:
             dims = [-f.dim for f in site["cond_indep_stack"] if f.vectorized and f.dim is not None]
             depth = max([depth, *dims])
     return depth
+
+
+def element_label(name: str, shape: tuple[int, ...], flat: int) -> str:
+    """``theta[3]`` / ``L[1, 2]``: the label of element ``flat`` (row-major) of a site
+    shaped ``shape`` (the bare name for a scalar), as summaries and warnings print it."""
+    if not shape:
+        return name
+    import numpy as np
+
+    return f"{name}[{', '.join(map(str, np.unravel_index(flat, shape)))}]"
