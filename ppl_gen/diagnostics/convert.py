@@ -102,6 +102,10 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1 (draws from the fitted guide), "
                          f"got {num_samples!r}")
+    if psis and result.engine != "svi":
+        raise ValueError(f"psis=True reweights a VI guide's draws; this is a "
+                         f"{result.engine!r} result, whose draws are used as they are "
+                         "(leave psis=False)")
     problem = result.problem
     reference = problem.structure
     if problem.module is not None and problem.module.observed in problem.data:
@@ -186,9 +190,6 @@ def _psis_resampled(result: FitResult, num_samples: int, seed: int
     """``num_samples`` draws resampled by PSIS weights from 4x as many guide draws."""
     from .vi import applicable, importance_draws
 
-    if result.engine != "svi":
-        raise ValueError(f"psis=True reweights a VI guide's draws; this is a "
-                         f"{result.engine!r} result")
     reason = applicable(result)
     if reason is not None:
         raise ValueError(f"psis=True is not possible for this result: {reason}")

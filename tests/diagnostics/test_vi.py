@@ -229,3 +229,16 @@ def test_vsbc_symmetric_for_an_exact_guide_and_not_for_a_biased_one():
     assert not biased.passed(), biased.summary()
     assert "ASYMMETRIC" in biased.summary()
     assert biased.quantiles["mu"].mean() < 0.4  # the truth sits low in a guide shifted up
+
+
+def test_psis_resampling_is_refused_where_it_means_nothing():
+    data, _, _ = _regression(0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReliabilityWarning)
+        chees = ppl_gen.fit(model, data, engine="chees", num_warmup=20, num_samples=20,
+                            num_chains=2, compile=False, device="cpu")
+        delta = _fit(data, guide="delta", num_steps=20)
+    with pytest.raises(ValueError, match="reweights a VI guide's draws"):
+        to_inference_data(chees, psis=True)
+    with pytest.raises(ValueError, match="not possible for this result.*AutoDelta"):
+        to_inference_data(delta, psis=True)

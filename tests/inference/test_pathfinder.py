@@ -160,3 +160,13 @@ def test_nuts_and_autoguides_start_under_flat_improper_priors():
     assert nuts.samples["w"].shape == (1, 20, D)
     assert torch.isfinite(nuts.samples["w"]).all()
     assert np.isfinite(svi.history["loss"]).all()
+
+
+def test_pathfinder_refuses_what_it_cannot_store_with_the_fix():
+    def wide():
+        pyro.sample("z", dist.Normal(torch.zeros(4001), 1.0).to_event(1))
+        pyro.sample("obs", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+
+    with pytest.raises(ValueError, match="4001 unconstrained dimensions.*engine='svi' or "
+                                         "'chees'"):
+        ppl_gen.fit(wide, {}, engine="pathfinder", device="cpu")
