@@ -53,6 +53,10 @@ class SBCResult:
         p_values: Chi-square test of uniform ranks per parameter (``num_bins`` bins).
         num_bins: Bins of the uniformity test.
         warned: Simulations whose fit issued reliability warnings (indices).
+        truths: Per scalar parameter, the true (prior-drawn) value of each simulation.
+        simulated: Per simulation, the simulated observed arguments (numpy arrays): with
+            ``truths``, what a bad rank can be looked into with (or compared with an
+            exact posterior where one is known).
     """
 
     ranks: dict[str, np.ndarray]
@@ -60,6 +64,8 @@ class SBCResult:
     p_values: dict[str, float]
     num_bins: int
     warned: list[int] = field(default_factory=list)
+    truths: dict[str, np.ndarray] = field(default_factory=dict)
+    simulated: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     @property
     def num_simulations(self) -> int:
@@ -208,6 +214,8 @@ def sbc(model: Callable[..., Any], data: Mapping[str, Any], *,
 
     arguments = _observed_arguments(model, data, observed)
     ranks: dict[str, list[int]] = {}
+    truths: dict[str, list[float]] = {}
+    observations: list[dict[str, np.ndarray]] = []
     warned: list[int] = []
     state = pyro.util.get_rng_state()
     try:
@@ -244,6 +252,8 @@ def sbc(model: Callable[..., Any], data: Mapping[str, Any], *,
                     label = name if not index else f"{name}[{', '.join(map(str, index))}]"
                     value = thinned[(slice(None), *index)]
                     ranks.setdefault(label, []).append(int((value < truth[label]).sum()))
+                    truths.setdefault(label, []).append(float(truth[label]))
+            observations.append({arg: simulated[arg].cpu().numpy() for arg in arguments})
             if progress:
                 print(f"sbc {i + 1}/{num_simulations}", flush=True)
     finally:
@@ -259,7 +269,8 @@ def sbc(model: Callable[..., Any], data: Mapping[str, Any], *,
         p_values[name] = float(stats.chisquare(counts, expected).pvalue)
     if not math.isfinite(min(p_values.values(), default=math.nan)):
         raise ValueError("no latent parameter was ranked; check parameters=")
-    return SBCResult(rank_arrays, num_draws, p_values, num_bins, warned)
+    return SBCResult(rank_arrays, num_draws, p_values, num_bins, warned,
+                     {k: np.asarray(v) for k, v in truths.items()}, observations)
 
 
 @dataclass(frozen=True)
