@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import shutil
 import sys
@@ -63,12 +64,20 @@ def _parse_value(text: str, annotation: str) -> Any:
 
 
 def _literal(text: str) -> Any:
-    """Best-effort literal for dataset/model options: int, float, bool, None or string."""
+    """Best-effort literal for dataset/model options: int, float, bool, None, a tuple or
+    list of those (``hidden_dims=(64,64)``, ``[64,64]``) or a string."""
     for cast in (int, float):
         try:
             return cast(text)
         except ValueError:
             pass
+    if text.strip()[:1] in "([" and text.strip():
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"option value {text!r} looks like a tuple or list but does "
+                             "not parse; write it like (64, 64) or [64, 64]") from None
+        return tuple(value) if isinstance(value, (tuple, list)) else value
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
@@ -171,6 +180,7 @@ def _resume_args(args: argparse.Namespace) -> tuple[argparse.Namespace, Path]:
 def _fit_and_save(args: argparse.Namespace) -> Path:
     from . import diagnostics, plots
     from .inference import ENGINES, fit
+    from .inference.distributed import launched_rank, launched_world_size
     from .io import check_run_target, make_partial_run, partial_run_dir, save_run
 
     partial: Path | None = None
@@ -183,6 +193,12 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
         if resumable:
             partial = partial_run_dir(args.out, overwrite=args.overwrite)
     options = _engine_options(args, args.engine)
+    world = launched_world_size()
+    if world > 1 and not options.get("distributed"):
+        raise ValueError(f"this process is one of {world} that torchrun started, but the "
+                         "fit is not distributed: every process would fit the whole "
+                         "problem and write --out; add --option distributed=true (engine "
+                         "svi), or run one process")
     dataset, model, record = _load(args)
     loop: dict[str, Any] = {}
     if resumable:
@@ -195,7 +211,10 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
                 "resume": partial / "resume.pt" if args.resume else None,
                 "_loop": {"prepare": lambda: make_partial_run(partial, cli_record)}}
     verb = "resuming" if args.resume else "fitting"
-    print(f"{verb} {args.model} on {record['dataset']} with {args.engine} ...", flush=True)
+    if launched_rank() == 0:
+        ranks = f" on {world} processes" if world > 1 else ""
+        print(f"{verb} {args.model} on {record['dataset']} with {args.engine}{ranks} ...",
+              flush=True)
     try:
         with warnings.catch_warnings():  # printed as WARNING: lines with the summary
             warnings.simplefilter("ignore", diagnostics.ReliabilityWarning)
@@ -211,6 +230,8 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
             raise FloatingPointError(f"{error}; after fixing the cause start afresh, or "
                                      f"continue with ppl-gen fit --resume {partial}") from None
         raise
+    if launched_rank() != 0:  # distributed: rank 0 alone summarises and writes the run folder
+        return Path(args.out).expanduser().absolute()
     print("summarising (draws, ArviZ conversion, plots) ...", flush=True)
     idata = diagnostics.to_inference_data(result, num_samples=args.vi_draws, seed=args.seed)
     summary = diagnostics.summarize(result, idata=idata)

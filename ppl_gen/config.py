@@ -130,6 +130,12 @@ class SVIConfig:
             ``result.info["convergence"]`` holds the check; a guide that still moved by
             more than 0.1 posterior sd warns. ``False`` keeps the last iterate and checks
             only the ELBO's trend.
+        distributed: Data-parallel SVI over the processes ``torchrun`` started (gloo on
+            CPU, NCCL on CUDA): each rank reads its shard of every global minibatch of
+            ``batch_size`` rows (the full data when ``None``), gradients are averaged, rank
+            0 alone writes files. See :mod:`ppl_gen.inference.distributed`.
+        distributed_timeout: Seconds a rank waits in a collective before it gives up on
+            the others (a rank that died); the fit then stops with a message.
     """
 
     num_steps: int = 2000
@@ -152,10 +158,13 @@ class SVIConfig:
     log_every: int = 1
     psis_draws: int = 1000
     average_iterates: bool = True
+    distributed: bool = False
+    distributed_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         _check_types(self)
         _positive_int("num_steps", self.num_steps)
+        _positive_float("distributed_timeout", self.distributed_timeout)
         _positive_float("learning_rate", self.learning_rate)
         if self.psis_draws != 0:
             _positive_int("psis_draws", self.psis_draws, minimum=20)

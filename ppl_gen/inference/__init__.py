@@ -21,6 +21,7 @@ from ..models.base import GenerativeModel
 from ..registry import Registry
 from . import adversarial, chees, em, mcmc, pathfinder, svi
 from .base import FitResult, Problem, StepInfo, make_problem, resolve_device
+from .distributed import local_device
 from .loop import Engine, Interrupted, LoopOptions
 from .predictive import DrawEvaluation, draw_from_guide, evaluate_draws
 
@@ -130,6 +131,8 @@ def _fit(model: Any, data: Any, engine: str, guide: Any, config: Any, device: An
     if (checkpoint is not None or resume is not None) and not runner.resumable:
         raise ValueError(f"engine {engine!r} cannot checkpoint or resume: "
                          f"{runner.cannot_resume}")
+    if getattr(config, "distributed", False):  # each rank on its own GPU under torchrun
+        device = local_device(resolve_device(device))
     problem = make_problem(model, data, guide=guide, device=device)
     result = runner.run(problem, config, seed,
                         **{f.name: getattr(loop, f.name) for f in dataclasses.fields(loop)})

@@ -36,6 +36,7 @@ import torch
 from .._files import atomic_write
 from .._rng import preserved
 from .base import FitResult, Problem, StepInfo, num_threads
+from .distributed import is_writer
 from .progress import progress_bar
 
 __all__ = ["Engine", "run_loop", "Interrupted", "RESUME_FORMAT", "load_resume",
@@ -313,14 +314,19 @@ def _loop(engine: Engine, problem: Problem, config: Any, seed: int, options: Loo
             records, first, before = payload["records"], payload["step"], payload["wall_time"]
             set_rng_state(payload["rng"])  # last: loading may have drawn random numbers
         label = engine.label(config) if engine.label else engine.name
-        bar = progress_bar(total, label, enabled=getattr(config, "progress_bar", False),
-                           initial=first)
+        # A distributed fit: rank 0 alone writes; independent fits in several processes
+        # (no distributed=True) each keep their own checkpoints.
+        writer = is_writer() if getattr(config, "distributed", False) else True
+        bar = progress_bar(total, label, enabled=writer and getattr(config, "progress_bar",
+                                                                     False), initial=first)
         last_saved, last_time = first, time.perf_counter()
 
         prepared = [options.prepare is None]
 
         def save(at: int) -> None:
             assert checkpoint is not None
+            if not writer:  # distributed runs: rank 0 alone writes
+                return
             if not prepared[0]:
                 options.prepare()
                 prepared[0] = True

@@ -7,6 +7,7 @@ subsampling, a progress bar and a NaN guard.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -36,6 +37,14 @@ from .base import (
     param_scope,
 )
 from .compiled import CompiledFunction, CompileError, compile_function
+from .distributed import (
+    Shard,
+    ShardSchedule,
+    broadcast_parameters,
+    join,
+    reduce_gradients,
+    step_seed,
+)
 from .loop import Engine
 from .objectives import OBJECTIVES
 
@@ -84,6 +93,11 @@ class _SVI(SVI):
         self.compiled: CompiledFunction | None = None
         self._compiled_key: tuple | None = None
         self._traces = 0
+        #: Distributed SVI: ``(params, loss) -> loss`` averaging gradients and loss over
+        #: the ranks before each optimiser step (see ``inference.distributed``).
+        self.reduce: Callable[[list[torch.Tensor], float], float] | None = None
+        #: Why the step is not traced although ``compile`` asks for it.
+        self.compile_refusal: str | None = None
         # Only a zoo model guarantees that no parameter appears after the first step.
         self.module = module if _is_generative_model(module) else None
         if self.module is not None:  # the module may have changed since a previous fit
@@ -161,7 +175,8 @@ class _SVI(SVI):
         return self.compiled
 
     def step(self, *args: Any, **kwargs: Any) -> float:
-        if (self.compile and self.module is not None and self.optimizer is not None
+        if (self.compile and self.reduce is None and self.module is not None
+                and self.optimizer is not None
                 and self._traced_step(args, kwargs).backend != "eager"):
             with torch.no_grad():
                 loss, *grads = self.compiled()  # type: ignore[misc]
@@ -178,10 +193,13 @@ class _SVI(SVI):
                 loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
         else:
             loss = self._collect(*args, **kwargs)
+        value = float(loss) if isinstance(loss, (int, float)) else float(loss.item())
+        if self.reduce is not None:
+            value = self.reduce(self.params, value)
         if self.optimizer is not None:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        return float(loss) if isinstance(loss, (int, float)) else float(loss.item())
+        return value
 
 
 def _is_generative_model(module: object) -> bool:
@@ -199,6 +217,8 @@ class SVIState(NamedTuple):
         step_kwargs: Extra keyword arguments for each step (``subsample_size``).
         num_steps: Steps taken so far.
         config: The config the fit runs under.
+        shards: Distributed SVI: which rows this rank reads at each step (``None``: one
+            process, Pyro's own subsampling).
     """
 
     svi: SVI
@@ -208,6 +228,7 @@ class SVIState(NamedTuple):
     step_kwargs: dict[str, Any]
     num_steps: int
     config: SVIConfig | None = None
+    shards: ShardSchedule | None = None
 
 
 def _empty_guide(*args: Any, **kwargs: Any) -> None:
@@ -396,7 +417,56 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
                                  f"({num_data} rows); use batch_size <= {num_data}, or "
                                  "batch_size=None for the full data every step")
             step_kwargs["subsample_size"] = batch_size
-    return SVIState(svi, guide, problem, state, step_kwargs, 0, config)
+        shards = None
+        if config.distributed:
+            shards = _distribute(problem, config, svi, step_kwargs, batch_size, seed)
+    return SVIState(svi, guide, problem, state, step_kwargs, 0, config, shards)
+
+
+def _distribute(problem: Problem, config: SVIConfig, svi: _SVI, step_kwargs: dict[str, Any],
+                batch_size: int | None, seed: int) -> ShardSchedule:
+    """Set up data-parallel SVI for this rank (see :mod:`ppl_gen.inference.distributed`):
+    the shard schedule, the per-rank subsample size, every parameter created and taken
+    from rank 0, gradient averaging before each optimiser step."""
+    if config.compile in ("fx", "inductor"):
+        raise ValueError(f"compile={config.compile!r} cannot be used with distributed=True: "
+                         "the traced step would freeze one shard's indices; use "
+                         "compile='auto' (the eager step then runs) or compile=False")
+    plate = problem.structure.nodes.get("data")
+    if (plate is None or type(plate["fn"]).__name__ != "_Subsample"
+            or "subsample_size" not in _parameters(problem.model)):
+        raise ValueError(
+            f"distributed=True shards the data plate, but model {problem.name!r} has no "
+            "pyro.plate('data', N, subsample_size=subsample_size) with a subsample_size "
+            "argument; name the data plate 'data', give the model (and guide) a "
+            "subsample_size argument passed to it, or fit in one process")
+    group = join(problem.device, config.distributed_timeout)
+    num_data = int(plate["fn"].size)
+    global_batch = num_data if batch_size is None else int(batch_size)
+    if global_batch % group.world_size:
+        fixes = global_batch - global_batch % group.world_size
+        raise ValueError(f"the global batch ({global_batch} rows"
+                         f"{'' if batch_size else ', the full data'}) does not split evenly "
+                         f"over {group.world_size} processes; use batch_size="
+                         f"{max(fixes, group.world_size)} (a multiple of the process count)")
+    shards = ShardSchedule(num_data, global_batch, group.rank, group.world_size, seed,
+                           problem.device)
+    step_kwargs["subsample_size"] = shards.local_batch
+    svi.compile_refusal = ("distributed SVI runs the eager step: the traced graph would "
+                           "freeze one shard's indices")
+    # Every parameter exists after one loss evaluation (the random state put back, so
+    # the fit's stream is untouched); then every rank takes rank 0's values.
+    rng = pyro.util.get_rng_state()
+    try:
+        with Shard(shards.indices(0)):
+            svi._collect(**problem.data, **step_kwargs)
+    finally:
+        pyro.util.set_rng_state(rng)
+    if svi.optimizer is not None:
+        svi.optimizer.zero_grad(set_to_none=True)
+    broadcast_parameters(svi.params)
+    svi.reduce = functools.partial(reduce_gradients, world_size=group.world_size)
+    return shards
 
 
 def _num_data(problem: Problem) -> int | None:
@@ -420,8 +490,12 @@ def step(state: SVIState) -> tuple[SVIState, StepInfo]:
         rate = learning_rate_at(config, state.num_steps)
         for group in optimizer.param_groups:
             group["lr"] = rate
+    shard = contextlib.nullcontext()
+    if state.shards is not None:  # this rank's rows, and its own random numbers
+        torch.manual_seed(step_seed(state.shards.seed, state.shards.rank, state.num_steps))
+        shard = Shard(state.shards.indices(state.num_steps))
     try:
-        with param_scope(state.param_state):
+        with param_scope(state.param_state), shard:
             loss = state.svi.step(**state.problem.data, **state.step_kwargs)
     except ValueError as error:
         # With validation on, Pyro reports a NaN parameter as an invalid distribution
@@ -619,12 +693,20 @@ def _finish(problem: Problem, config: SVIConfig, seed: int, state: SVIState,
             "final_loss": float(losses_arr[-1]), "guide": guide_name,
             "loss": type(elbo).__name__,
             "convergence": convergence(state, records, seed)}
+    if state.shards is not None:
+        shards = state.shards
+        info["distributed"] = {"world_size": shards.world_size, "rank": shards.rank,
+                               "global_batch": shards.global_batch,
+                               "local_batch": shards.local_batch,
+                               "steps_per_epoch": shards.steps_per_epoch,
+                               "epochs": config.num_steps / shards.steps_per_epoch}
     if config.compile not in (False, "eager"):
         compiled = state.svi.compiled
         info.update(compiled=compiled.backend if compiled else "eager",
-                    compile_reason=(compiled.reason if compiled else
-                                    "only a zoo model with its own guide, an autoguide or "
-                                    "no guide is traced"),
+                    compile_reason=(state.svi.compile_refusal
+                                    or (compiled.reason if compiled else
+                                        "only a zoo model with its own guide, an autoguide "
+                                        "or no guide is traced")),
                     compile_seconds=compiled.compile_seconds if compiled else 0.0)
     return FitResult("svi", problem, config, seed, history, guide=state.guide,
                      param_state=state.param_state, info=info)

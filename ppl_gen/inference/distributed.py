@@ -1,0 +1,229 @@
+"""Data-parallel SVI on ``torch.distributed`` (launched by ``torchrun``).
+
+What a rank does (``SVIConfig(distributed=True)``, or ``--option distributed=true`` on the
+command line under ``torchrun --nproc-per-node N -m ppl_gen fit ...``):
+
+* joins the process group ``torchrun`` describes in its environment (gloo on CPU, NCCL on
+  CUDA, each rank on ``cuda:LOCAL_RANK``), with a collective timeout, so a rank that dies
+  makes the others fail with a message instead of waiting for ever (``torchrun`` itself
+  stops the survivors when one worker exits non-zero);
+* creates every parameter with one loss evaluation (autoguides and ``pyro.param`` create
+  theirs lazily: Pyro's ``svi_horovod.py`` runs the guide once for the same reason) and
+  takes rank 0's values (a broadcast), so every rank starts from the same point even when
+  the networks were initialised from different random states;
+* reads its own shard of each global minibatch: every epoch is one permutation of the
+  data drawn from ``seed + epoch`` (``DistributedSampler``'s rule), the global batch of a
+  step is the next ``batch_size`` indices of it and rank ``r`` takes every
+  ``world_size``-th of them from the ``r``-th. The indices are passed to the model's
+  ``pyro.plate("data", N, subsample_size=...)`` by a handler (:class:`Shard`), so the
+  plate's scale is N / local batch with N the global data size — automatic subsampling
+  would give every rank the same indices (Pyro's note in ``svi_horovod.py``);
+* after the backward pass, sums the gradients and the loss over ranks in one flat
+  ``all_reduce`` and divides by the number of ranks: the mean of the ranks' unbiased
+  minibatch estimates, i.e. the gradient of the global batch's ELBO estimate. This is
+  what ``DistributedDataParallel``'s bucketed hooks and Horovod's ``DistributedOptimizer``
+  compute; it is done after the step's backward rather than through a DDP-wrapped module
+  because the SVI step's parameters are gathered from the trace (lazy parameters,
+  autoguides, plain ``pyro.param``), which DDP cannot see at wrap time (Lightning#14534);
+* draws its own random numbers: before each step torch is seeded from ``(seed, rank,
+  step)``, so the local latents' noise differs between ranks, and a resumed run repeats
+  an uninterrupted one on every rank, not only on the rank whose generator the
+  checkpoint holds.
+
+Only rank 0 writes checkpoints, progress bars and run folders (:func:`is_writer`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pyro.poutine.messenger import Messenger
+
+__all__ = ["Group", "join", "is_writer", "rank_and_world", "launched_rank",
+           "launched_world_size", "Shard", "ShardSchedule",
+           "reduce_gradients", "broadcast_parameters", "DistributedError"]
+
+
+class DistributedError(RuntimeError):
+    """A distributed fit cannot start or cannot go on (a missing launcher, a dead rank)."""
+
+
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` of this process: the process group's, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_writer() -> bool:
+    """Whether this process writes files (rank 0, or no process group at all)."""
+    return rank_and_world()[0] == 0
+
+
+def launched_rank() -> int:
+    """The rank ``torchrun`` put in the environment (0 when not launched by it): what the
+    command line reads before the process group exists."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def launched_world_size() -> int:
+    """The world size ``torchrun`` put in the environment (1 when not launched by it)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+@dataclass
+class Group:
+    """This rank's place in the process group."""
+
+    rank: int
+    world_size: int
+    backend: str
+    device: torch.device
+    created: bool = False
+
+
+def local_device(device: torch.device) -> torch.device:
+    """A rank's device: ``cuda:LOCAL_RANK`` when the fit asked for CUDA without an index."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def join(device: torch.device, timeout_seconds: float) -> Group:
+    """Join (or reuse) the default process group for a fit on ``device``."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise DistributedError("distributed=True needs torch.distributed, which this torch "
+                               "build lacks; install a torch build with it, or drop "
+                               "distributed=True")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if dist.is_initialized():
+        return Group(dist.get_rank(), dist.get_world_size(), dist.get_backend(), device)
+    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+               if k not in os.environ]
+    if missing:
+        raise DistributedError(
+            "distributed=True but this process was not started by a launcher (no "
+            f"{', '.join(missing)} in the environment): run it with torchrun, e.g. "
+            "'torchrun --standalone --nproc-per-node 2 -m ppl_gen fit MODEL --engine svi "
+            "--option distributed=true ...', or call torch.distributed.init_process_group "
+            "yourself before fit")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_seconds))
+    return Group(dist.get_rank(), dist.get_world_size(), backend, device, created=True)
+
+
+@dataclass
+class ShardSchedule:
+    """Which rows of the data each rank reads at each step (see the module docstring)."""
+
+    num_data: int
+    global_batch: int
+    rank: int
+    world_size: int
+    seed: int
+    device: torch.device
+    _epoch: int = -1
+    _permutation: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def local_batch(self) -> int:
+        return self.global_batch // self.world_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_data // self.global_batch
+
+    def global_indices(self, step: int) -> torch.Tensor:
+        """The global minibatch of ``step`` (0-based), the same on every rank."""
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            self._permutation = torch.randperm(self.num_data, generator=generator)
+            self._epoch = epoch
+        assert self._permutation is not None
+        start = within * self.global_batch
+        return self._permutation[start:start + self.global_batch]
+
+    def indices(self, step: int) -> torch.Tensor:
+        """This rank's rows of step ``step``'s global minibatch."""
+        return self.global_indices(step)[self.rank::self.world_size].to(self.device)
+
+
+class Shard(Messenger):
+    """Gives the model's and the guide's ``pyro.plate(name, N, subsample_size=...)`` the
+    indices ``indices`` instead of a random subsample."""
+
+    def __init__(self, indices: torch.Tensor, name: str = "data") -> None:
+        super().__init__()
+        self.indices, self.name = indices, name
+
+    def _pyro_sample(self, msg: Any) -> None:
+        if msg["name"] == self.name and type(msg["fn"]).__name__ == "_Subsample":
+            msg["value"] = self.indices
+
+
+def reduce_gradients(params: list[torch.Tensor], loss: float, world_size: int) -> float:
+    """Average the gradients of ``params`` (in place) and ``loss`` over the ranks, in one
+    flat ``all_reduce``; a parameter without a gradient counts as a zero gradient."""
+    import torch.distributed as dist
+
+    if not params:
+        return loss
+    device = params[0].device
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).to(torch.float64 if g.dtype == torch.float64
+                                       else torch.float32) for g in grads]
+                     + [torch.tensor([loss], dtype=torch.float64 if any(
+                         g.dtype == torch.float64 for g in grads) else torch.float32,
+                         device=device)])
+    try:
+        dist.all_reduce(flat)
+    except RuntimeError as error:
+        raise DistributedError(_dead_rank_message(error)) from error
+    flat /= world_size
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset:offset + n].view_as(g).to(g.dtype)
+        offset += n
+    return float(flat[-1])
+
+
+def broadcast_parameters(params: list[torch.Tensor]) -> None:
+    """Every rank takes rank 0's parameter values."""
+    import torch.distributed as dist
+
+    try:
+        with torch.no_grad():
+            for p in params:
+                dist.broadcast(p.data, src=0)
+    except RuntimeError as error:
+        raise DistributedError(_dead_rank_message(error)) from error
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The torch seed of ``rank`` before step ``step`` (distinct per rank and step)."""
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2 ** 63 - 1)
+
+
+def _dead_rank_message(error: BaseException) -> str:
+    rank, world = rank_and_world()
+    return (f"rank {rank} of {world}: a collective failed ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); another rank probably "
+            "died or stopped answering; see its output above, fix the cause and resume "
+            "from the last checkpoint (ppl-gen fit --resume DIR)")
