@@ -187,12 +187,14 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
     if args.resume:
         args, partial = _resume_args(args)
     ENGINES[args.engine]  # unknown names fail here with the list of valid ones
-    resumable = ENGINES[args.engine].resumable
+    options = _engine_options(args, args.engine)
+    # Distributed samplers keep no checkpoint (each process holds its own chains).
+    resumable = ENGINES[args.engine].resumable and not (
+        options.get("distributed") and ENGINES[args.engine].kind == "sampler")
     if partial is None:
         check_run_target(args.out, overwrite=args.overwrite)  # fail before any work
         if resumable:
             partial = partial_run_dir(args.out, overwrite=args.overwrite)
-    options = _engine_options(args, args.engine)
     world = launched_world_size()
     if world > 1 and not options.get("distributed"):
         raise ValueError(f"this process is one of {world} that torchrun started, but the "

@@ -131,3 +131,13 @@ def test_fit_ddpm_from_the_command_line_summarises_quickly(tmp_path, monkeypatch
                  "--data-option", "num_data=300", "--out", str(out), "--device", "cpu"]) == 0
     assert {"samples.png", "summary.json", "history.json"} <= {p.name for p in out.iterdir()}
     assert draws and max(draws) == 1
+
+
+def test_model_options_take_tuples_and_name_a_bad_one():
+    from ppl_gen.cli import _literal
+
+    assert _literal("(16,)") == (16,)
+    assert _literal("[64, 64]") == (64, 64)
+    assert _literal("3") == 3 and _literal("true") is True and _literal("mlp") == "mlp"
+    with pytest.raises(ValueError, match=r"write it like \(64, 64\)"):
+        _literal("(64, 64")

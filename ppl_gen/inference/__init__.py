@@ -21,7 +21,7 @@ from ..models.base import GenerativeModel
 from ..registry import Registry
 from . import adversarial, chees, em, mcmc, pathfinder, svi
 from .base import FitResult, Problem, StepInfo, make_problem, resolve_device
-from .distributed import local_device
+from .distributed import local_device, run_chains
 from .loop import Engine, Interrupted, LoopOptions
 from .predictive import DrawEvaluation, draw_from_guide, evaluate_draws
 
@@ -134,8 +134,15 @@ def _fit(model: Any, data: Any, engine: str, guide: Any, config: Any, device: An
     if getattr(config, "distributed", False):  # each rank on its own GPU under torchrun
         device = local_device(resolve_device(device))
     problem = make_problem(model, data, guide=guide, device=device)
-    result = runner.run(problem, config, seed,
-                        **{f.name: getattr(loop, f.name) for f in dataclasses.fields(loop)})
+    options = {f.name: getattr(loop, f.name) for f in dataclasses.fields(loop)}
+    if getattr(config, "distributed", False) and runner.kind == "sampler":
+        if checkpoint is not None or resume is not None:
+            raise ValueError(f"distributed {engine!r} cannot checkpoint or resume yet "
+                             "(each process would hold its own chains' state); drop "
+                             "checkpoint=/resume=, or run in one process")
+        result = run_chains(runner, problem, config, seed, options)
+    else:
+        result = runner.run(problem, config, seed, **options)
     return check_result(result, stacklevel=4)  # the warning points at the caller of fit
 
 

@@ -227,3 +227,76 @@ def _dead_rank_message(error: BaseException) -> str:
             f"{str(error).splitlines()[0] if str(error) else ''}); another rank probably "
             "died or stopped answering; see its output above, fix the cause and resume "
             "from the last checkpoint (ppl-gen fit --resume DIR)")
+
+
+# --- MCMC chains across processes ----------------------------------------------------------
+
+def chain_blocks(num_chains: int, world_size: int) -> list[int]:
+    """Chains per rank: contiguous blocks, the first ranks taking one more when the count
+    does not divide."""
+    base, extra = divmod(num_chains, world_size)
+    return [base + (r < extra) for r in range(world_size)]
+
+
+def run_chains(engine: Any, problem: Any, config: Any, seed: int,
+               loop: dict[str, Any]) -> Any:
+    """Run this rank's block of ``config.num_chains`` chains with ``engine`` (NUTS, HMC or
+    ChEES) and gather every rank's draws, in chain order, into one ``FitResult`` on every
+    rank. Chain ``c`` is seeded ``seed + 1000 c`` whichever rank runs it (the local run's
+    seed is shifted by its first chain), so NUTS gives the same draws for any number of
+    processes; a ChEES batch adapts on its own chains."""
+    import dataclasses
+
+    import numpy as np
+    import torch.distributed as dist
+
+    from .base import FitResult
+
+    group = join(problem.device, config.distributed_timeout)
+    blocks = chain_blocks(config.num_chains, group.world_size)
+    smallest = 2 if engine.name == "chees" else 1
+    if min(blocks) < smallest:
+        raise ValueError(f"{config.num_chains} chains over {group.world_size} processes "
+                         f"leaves a process with {min(blocks)}; engine {engine.name!r} "
+                         f"needs at least {smallest} per process: use num_chains >= "
+                         f"{smallest * group.world_size} or fewer processes")
+    first = sum(blocks[:group.rank])
+    local = dataclasses.replace(config, num_chains=blocks[group.rank], distributed=False,
+                                progress_bar=config.progress_bar and group.rank == 0)
+    result = engine.run(problem, local, seed + 1000 * first, **loop)
+
+    def cpu(value: Any) -> Any:
+        return value.detach().cpu() if torch.is_tensor(value) else value
+
+    mine = {"samples": {k: cpu(v) for k, v in result.samples.items()},
+            "sample_stats": result.sample_stats, "loss": result.history["loss"],
+            "info": {k: cpu(v) for k, v in result.info.items()}}
+    gathered: list[Any] = [None] * group.world_size
+    try:
+        dist.all_gather_object(gathered, mine)
+    except RuntimeError as error:
+        raise DistributedError(_dead_rank_message(error)) from error
+    device = problem.device
+    samples = {k: torch.cat([g["samples"][k] for g in gathered]).to(device)
+               for k in mine["samples"]}
+    stats = {k: np.concatenate([g["sample_stats"][k] for g in gathered])
+             for k in mine["sample_stats"]}
+    weights = np.asarray(blocks, dtype=float) / config.num_chains
+    loss = sum(w * np.asarray(g["loss"]) for w, g in zip(weights, gathered))
+    infos = [g["info"] for g in gathered]
+    info = dict(infos[0])
+    info.update(
+        num_divergences=int(stats["diverging"].sum()),
+        divergences_per_chain=stats["diverging"].sum(1).tolist(),
+        step_size_per_chain=[s for i in infos for s in i.get("step_size_per_chain", [])],
+        mean_accept_prob=float(stats["accept_prob"].mean()),
+        wall_time=max(float(i["wall_time"]) for i in infos),
+        distributed={"world_size": group.world_size, "backend": group.backend,
+                     "chains_per_rank": blocks,
+                     "wall_time_per_rank": [float(i["wall_time"]) for i in infos]})
+    if "gradient_evaluations" in info:  # ChEES: the work of every batch together
+        for key in ("gradient_evaluations", "sampling_gradient_evaluations"):
+            info[key] = int(sum(i[key] for i in infos))
+        info["trajectory_length_per_rank"] = [i["trajectory_length"] for i in infos]
+    return FitResult(result.engine, problem, config, seed, {"loss": loss},
+                     samples=samples, sample_stats=stats, info=info)

@@ -48,6 +48,11 @@ class MCMCState(NamedTuple):
             handle, not a value).
         params: Current unconstrained position of each chain.
         iteration: Iterations done (warmup included).
+        init_info: How the chains were started.
+        rng: Each chain's own torch generator state (CPU, and CUDA on a CUDA problem),
+            swapped in around its iterations: chain ``c`` draws from its own stream,
+            seeded ``seed + 1000 c``, whatever other chains run beside it (or in other
+            processes: ``distributed=True``).
     """
 
     problem: Problem
@@ -56,6 +61,18 @@ class MCMCState(NamedTuple):
     params: list[dict[str, Tensor]]
     iteration: int
     init_info: dict | None = None
+    rng: list[tuple] | None = None
+
+
+def _get_rng(device: torch.device) -> tuple:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng(state: tuple, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def _kernel(problem: Problem, config: MCMCConfig) -> MCMCKernel:
@@ -90,7 +107,7 @@ def init(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> M
     starts, init_info = None, {"init": config.init_strategy}
     if config.init_strategy == "pathfinder":
         starts, init_info = _pathfinder_starts(problem, config.num_chains, seed)
-    kernels, params = [], []
+    kernels, params, streams = [], [], []
     for chain in range(config.num_chains):
         pyro.set_rng_seed(seed + 1000 * chain)  # distinct, reproducible initial points
         kernel = _kernel(problem, config)
@@ -99,8 +116,9 @@ def init(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> M
         kernel.setup(config.num_warmup, **problem.data)
         kernels.append(kernel)
         params.append(kernel.initial_params)
+        streams.append(_get_rng(problem.device))  # the chain's own stream from here on
     pyro.set_rng_seed(seed)
-    return MCMCState(problem, config, kernels, params, 0, init_info)
+    return MCMCState(problem, config, kernels, params, 0, init_info, streams)
 
 
 def _pathfinder_starts(problem: Problem, num_chains: int, seed: int
@@ -155,8 +173,13 @@ def step(state: MCMCState) -> tuple[MCMCState, StepInfo]:
     arrays under ``diverging``, ``accept_prob``, ``step_size`` and ``potential_energy``."""
     warmup = state.iteration < state.config.num_warmup
     new_params, per_chain = [], []
-    for kernel, params in zip(state.kernels, state.params):
+    device = state.problem.device
+    for chain, (kernel, params) in enumerate(zip(state.kernels, state.params)):
+        if state.rng is not None:
+            _set_rng(state.rng[chain], device)
         params, stats = _chain_step(kernel, params, warmup)
+        if state.rng is not None:
+            state.rng[chain] = _get_rng(device)
         new_params.append(params)
         per_chain.append(stats)
     extras = {k: np.array([s[k] for s in per_chain]) for k in per_chain[0]}

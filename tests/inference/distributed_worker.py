@@ -8,9 +8,11 @@ OUT/NAME.rank{R}.pt.
 
 ``model`` is "realnvp" (256 two-moons points, an exact likelihood: the loss has no Monte
 Carlo noise), "vae" (binarised digits, local latents) or "user" (a plain Pyro model and
-guide with local latents and lazily created ``pyro.param``s). ``fit`` holds ``fit`` options
-(distributed=True, 20 steps, seed 3 unless given). ``fail_at``: rank 1 raises after that
-step; ``hang_at``: rank 1 stops answering (sleeps) after that step.
+guide with local latents and lazily created ``pyro.param``s); with ``engine`` "nuts" or
+"chees" (model "eight_schools") the chains are spread over the processes instead.
+``fit`` holds ``fit`` options (distributed=True, 20 steps, seed 3 unless given).
+``fail_at``: rank 1 raises after that step; ``hang_at``: rank 1 stops answering (sleeps)
+after that step.
 """
 
 import json
@@ -50,6 +52,9 @@ def factor_guide(x, subsample_size=None):
 
 
 def build(name: str, rank: int):
+    if name == "eight_schools":
+        data = ppl_gen.load_dataset("eight_schools")
+        return data, ppl_gen.MODELS["eight_schools"].from_dataset(data)
     if name == "user":  # the same data on every rank; each reads its shard
         generator = torch.Generator().manual_seed(0)
         z = torch.randn(256, 1, generator=generator)
@@ -82,6 +87,16 @@ def main() -> None:
             if rank == 1 and hang_at and index + 1 == hang_at:
                 time.sleep(120)
 
+        engine = run.get("engine", "svi")
+        if engine != "svi":  # chains over processes: draws gathered on every rank
+            result = ppl_gen.fit(model, data, engine=engine, distributed=True,
+                                 device="cpu", seed=3, **run.get("fit", {}))
+            torch.save({"samples": result.samples, "sample_stats": result.sample_stats,
+                        "info": {k: result.info.get(k) for k in
+                                 ("distributed", "divergences_per_chain",
+                                  "diagnostics")}},
+                       os.path.join(out, f"{run['name']}.rank{rank}.pt"))
+            continue
         options = {"num_steps": 20, "learning_rate": 0.01, "distributed": True,
                    "device": "cpu", "seed": 3, "psis_draws": 0, **run.get("fit", {})}
         if run["model"] == "user":

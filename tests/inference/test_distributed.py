@@ -121,6 +121,35 @@ def test_a_rank_that_dies_stops_the_others(tmp_path):
     assert not list(tmp_path.glob("*.pt"))
 
 
+def test_nuts_chains_over_two_processes_are_the_one_process_chains(tmp_path):
+    """Chain c draws from its own stream (seed + 1000 c) whichever process runs it: 4 NUTS
+    chains as 2 + 2 are the 4 chains of one process, bit for bit; a ChEES batch per process
+    gathers into one 8-chain result with its diagnostics."""
+    result = launch(tmp_path, [
+        {"name": "nuts", "model": "eight_schools", "engine": "nuts",
+         "fit": {"num_chains": 4, "num_warmup": 30, "num_samples": 30}},
+        {"name": "chees", "model": "eight_schools", "engine": "chees",
+         "fit": {"num_chains": 8, "num_warmup": 30, "num_samples": 30, "compile": False}}])
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = ppl_gen.load_dataset("eight_schools")
+    model = ppl_gen.MODELS["eight_schools"].from_dataset(data)
+    with pytest.warns(ppl_gen.diagnostics.ReliabilityWarning):  # 30 draws: too few
+        alone = ppl_gen.fit(model, data, engine="nuts", num_chains=4, num_warmup=30,
+                            num_samples=30, device="cpu", seed=3)
+    for rank in (0, 1):
+        nuts = load(tmp_path, "nuts", rank)
+        assert nuts["info"]["distributed"]["chains_per_rank"] == [2, 2]
+        for name, value in alone.samples.items():
+            assert torch.equal(nuts["samples"][name], value), name
+        assert (nuts["sample_stats"]["diverging"] == alone.sample_stats["diverging"]).all()
+    chees = [load(tmp_path, "chees", r) for r in (0, 1)]
+    assert chees[0]["info"]["distributed"]["chains_per_rank"] == [4, 4]
+    assert tuple(chees[0]["samples"]["mu"].shape) == (8, 30)
+    assert torch.equal(chees[0]["samples"]["tau"], chees[1]["samples"]["tau"])
+    assert not torch.equal(chees[0]["samples"]["mu"][:4], chees[0]["samples"]["mu"][4:])
+    assert len(chees[0]["info"]["diagnostics"]["e_bfmi_per_chain"]) == 8  # checked whole
+
+
 def _no_plate(y):
     mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
     pyro.sample("y", dist.Normal(mu, 1.0).expand([y.shape[0]]).to_event(1), obs=y)
