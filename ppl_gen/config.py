@@ -130,6 +130,17 @@ class SVIConfig:
             ``result.info["convergence"]`` holds the check; a guide that still moved by
             more than 0.1 posterior sd warns. ``False`` keeps the last iterate and checks
             only the ELBO's trend.
+        stop_early: Stop before ``num_steps`` once the fit has converged: every
+            ``max(20, num_steps // 40)`` steps after the first fifth of the budget, the
+            ELBO's gain over the last quarter of the steps so far is compared with its
+            standard error (batch means) and, for guides of global latents, the guide's
+            drift between the last two quarter averages with 0.1 posterior sd and the
+            trend of its iterates; when all are flat the run stops and returns the last
+            quarter's iterate average. ``info["convergence"]`` records where it stopped
+            (``stopped_at``) or that it never did. Off by default: it stops during the
+            constant-step phase, before the default decay, and on the posteriordb-style
+            models of ``benchmarks/svi_stop_early.py`` it saved 2-5x the time at a cost
+            in tail fit (k-hat up to 0.7 where the whole budget gave 0.35).
         distributed: Data-parallel SVI over the processes ``torchrun`` started (gloo on
             CPU, NCCL on CUDA): each rank reads its shard of every global minibatch of
             ``batch_size`` rows (the full data when ``None``), gradients are averaged, rank
@@ -158,6 +169,7 @@ class SVIConfig:
     log_every: int = 1
     psis_draws: int = 1000
     average_iterates: bool = True
+    stop_early: bool = False
     distributed: bool = False
     distributed_timeout: float = 300.0
 

@@ -219,6 +219,8 @@ class SVIState(NamedTuple):
         config: The config the fit runs under.
         shards: Distributed SVI: which rows this rank reads at each step (``None``: one
             process, Pyro's own subsampling).
+        flags: ``{"stop_at": step}`` once ``stop_early``'s rule has fired (the loop then
+            stops).
     """
 
     svi: SVI
@@ -229,6 +231,7 @@ class SVIState(NamedTuple):
     num_steps: int
     config: SVIConfig | None = None
     shards: ShardSchedule | None = None
+    flags: dict[str, Any] | None = None
 
 
 def _empty_guide(*args: Any, **kwargs: Any) -> None:
@@ -420,7 +423,10 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
         shards = None
         if config.distributed:
             shards = _distribute(problem, config, svi, step_kwargs, batch_size, seed)
-    return SVIState(svi, guide, problem, state, step_kwargs, 0, config, shards)
+    if config.stop_early and config.log_every != 1:
+        raise ValueError("stop_early=True judges the ELBO from every step's loss; use "
+                         "log_every=1 (the default) or stop_early=False")
+    return SVIState(svi, guide, problem, state, step_kwargs, 0, config, shards, {})
 
 
 def _distribute(problem: Problem, config: SVIConfig, svi: _SVI, step_kwargs: dict[str, Any],
@@ -540,10 +546,18 @@ def _windows(config: SVIConfig) -> tuple[int, int] | None:
     return config.num_steps - 2 * window, config.num_steps - window
 
 
+def check_interval(config: SVIConfig) -> int:
+    """Steps between two looks of ``stop_early``'s rule (and its iterate blocks)."""
+    return max(20, config.num_steps // 40)
+
+
 def _record(records: dict[str, Any], state: SVIState, info: StepInfo, index: int) -> None:
     config = state.config
     if index % config.log_every == 0 or index == config.num_steps - 1:
         records["loss"].append(info.loss)
+    if config.stop_early:
+        _record_blocks(records, state, index)
+        return
     windows = _windows(config)
     if windows is None or index < windows[0] or not config.average_iterates:
         return
@@ -562,6 +576,137 @@ def _record(records: dict[str, Any], state: SVIState, info: StepInfo, index: int
         else:
             torch._foreach_add_(averaging[key], [p.detach() for p in state.svi.params])
     averaging["counts"][slot] += 1
+
+
+def _record_blocks(records: dict[str, Any], state: SVIState, index: int) -> None:
+    """``stop_early``: iterate sums per block of ``check_interval`` steps (the averaging
+    windows are then whole blocks, whenever the run stops), and the stopping rule at every
+    block's end."""
+    config = state.config
+    if "blocks" not in records:
+        applies = config.average_iterates and _drift_applies(state.problem, state.guide)
+        records["blocks"] = [] if applies else None
+        records["block_steps"] = []
+    interval = check_interval(config)
+    blocks = records["blocks"]
+    if blocks is not None:
+        with torch.no_grad():
+            if index % interval == 0:
+                blocks.append([p.detach().clone() for p in state.svi.params])
+                records["block_steps"].append(1)
+            else:
+                torch._foreach_add_(blocks[-1], [p.detach() for p in state.svi.params])
+                records["block_steps"][-1] += 1
+    done = index + 1
+    if done % interval or done < STOP_MIN_FRACTION * config.num_steps \
+            or done >= config.num_steps or "stop_at" in state.flags:
+        return
+    verdict = stop_rule(state, records, done)
+    records.setdefault("stop_checks", []).append(verdict)
+    if verdict["stop"]:
+        state.flags["stop_at"] = done
+
+
+#: ``stop_early`` looks only after this fraction of the budget (the ELBO's first descent
+#: is not a plateau), and stops when the ELBO gained less than ``STOP_SE`` standard errors
+#: over the last quarter of the steps so far and, for guides of global latents, the guide
+#: moved less than ``DRIFT_LIMIT`` posterior sds between the last two quarter averages and
+#: its iterates show no trend over the last half (``STOP_TREND_T``).
+STOP_MIN_FRACTION = 0.2
+STOP_SE = 2.0
+
+
+def _quarter_windows(num_blocks: int) -> tuple[slice, slice] | None:
+    """The last quarter's blocks and the quarter's before them (None: too few blocks)."""
+    width = num_blocks // 4
+    if width < 1:
+        return None
+    return slice(num_blocks - 2 * width, num_blocks - width), slice(num_blocks - width,
+                                                                      num_blocks)
+
+
+def _block_average(blocks: list[list[torch.Tensor]], steps: list[int],
+                   window: slice) -> list[torch.Tensor]:
+    """The iterate average over the blocks in ``window`` (``steps``: each block's count;
+    the last block of a run can be short)."""
+    chosen = blocks[window]
+    total = [t.clone() for t in chosen[0]]
+    for block in chosen[1:]:
+        torch._foreach_add_(total, block)
+    return [t / sum(steps[window]) for t in total]
+
+
+def stop_rule(state: SVIState, records: dict[str, Any], done: int) -> dict[str, Any]:
+    """Whether ``stop_early`` stops after step ``done``: the ELBO's gain from the previous
+    quarter of the steps so far to the last within ``STOP_SE`` standard errors of zero
+    (batch means: the losses are autocorrelated; quarters, not tenths, so that a slow but
+    steady climb — a VAE's — adds up to more than its noise) and,
+    where it applies, the guide's drift between the last two quarter averages below
+    ``DRIFT_LIMIT`` (paired draws)."""
+    trend = _elbo_trend(np.asarray(records["loss"][:done], dtype=float), fraction=4)
+    out: dict[str, Any] = {"step": done, "stop": False}
+    if trend is None:
+        return out
+    out.update(trend)
+    flat = trend["elbo_gain"] <= STOP_SE * trend["elbo_gain_se"]
+    if not flat:
+        return out
+    blocks = records.get("blocks")
+    if blocks:
+        windows = _quarter_windows(len(blocks))
+        if windows is None:
+            return out
+        previous = _block_average(blocks, records["block_steps"], windows[0])
+        last = _block_average(blocks, records["block_steps"], windows[1])
+        current = [p.detach().clone() for p in state.svi.params]
+        try:
+            with torch.no_grad():
+                for p, v in zip(state.svi.params, last):
+                    p.copy_(v)
+            drift = _drift(state, previous, seed=done)
+        finally:
+            with torch.no_grad():
+                for p, v in zip(state.svi.params, current):
+                    p.copy_(v)
+        out.update(drift)
+        if max(drift["mean_drift"], drift["sd_drift"]) > DRIFT_LIMIT:
+            return out
+        # A stalled optimiser (a step size far too small) also looks flat and still; but
+        # its iterates creep one way, block after block, where a converged one's jitter.
+        half = len(blocks) // 2
+        out["trend_t"] = _iterate_trend(blocks[half:], records["block_steps"][half:])
+        if out["trend_t"] > STOP_TREND_T:
+            return out
+    out["stop"] = True
+    return out
+
+
+#: The largest |t| of a block-average slope (any guide parameter) that still counts as no
+#: trend. Converged iterates' block averages are nearly independent (blocks are many
+#: optimiser time constants long) and give |t| of a few; a stalled optimiser's give
+#: hundreds.
+STOP_TREND_T = 10.0
+
+
+def _iterate_trend(blocks: list[list[torch.Tensor]], steps: list[int]) -> float:
+    """Over these blocks, the largest |t| of the least-squares slope of the block averages
+    against time, over every guide parameter element (inf when a slope is exact)."""
+    if len(blocks) < 4:
+        return math.inf
+    values = torch.stack([torch.cat([t.reshape(-1) for t in block]) for block in blocks])
+    counts = torch.tensor(steps, dtype=torch.float64)[:, None]
+    values = values.double() / counts  # (blocks, elements): block averages
+    time = torch.arange(len(blocks), dtype=torch.float64)
+    time = time - time.mean()
+    centred = values - values.mean(0)
+    slope = (time[:, None] * centred).sum(0) / (time ** 2).sum()
+    residual = centred - slope * time[:, None]
+    se = torch.sqrt((residual ** 2).sum(0) / (len(blocks) - 2) / (time ** 2).sum())
+    moving = slope.abs() > 0
+    if not bool(moving.any()):
+        return 0.0
+    t = torch.where(se > 0, slope.abs() / se.clamp_min(1e-300), math.inf)
+    return float(t[moving].max())
 
 
 def _drift_applies(problem: Problem, guide: Any) -> bool:
@@ -618,10 +763,10 @@ def _drift(state: SVIState, earlier: list[torch.Tensor], seed: int) -> dict[str,
             "sd_drift": worst["sd"][0], "sd_drift_parameter": worst["sd"][1]}
 
 
-def _elbo_trend(losses: np.ndarray) -> dict[str, Any] | None:
-    """The loss's improvement from the second-to-last tenth of the run to the last, with
-    its standard error from batch means (the losses are autocorrelated)."""
-    window = len(losses) // 10
+def _elbo_trend(losses: np.ndarray, fraction: int = 10) -> dict[str, Any] | None:
+    """The loss's improvement from the second-to-last ``1/fraction`` of the run to the
+    last, with its standard error from batch means (the losses are autocorrelated)."""
+    window = len(losses) // fraction
     if window < 20:
         return None
     last, previous = losses[-window:], losses[-2 * window:-window]
@@ -646,13 +791,30 @@ def convergence(state: SVIState, records: dict[str, Any], seed: int) -> dict[str
     run had not converged."""
     config = state.config
     out: dict[str, Any] = {"converged": True, "message": None}
+    if config.stop_early:
+        stopped = state.flags.get("stop_at") if state.flags else None
+        out["stopped_at"] = stopped
+        out["stop_checks"] = len(records.get("stop_checks", []))
+        if stopped is None:
+            out["stop_reason"] = ("the rule never fired: the ELBO was still rising or the "
+                                  "guide still moving at every look")
+        blocks = records.get("blocks")
+        windows = _quarter_windows(len(blocks)) if blocks else None
+        if windows is not None:
+            steps = records["block_steps"]
+            previous = _block_average(blocks, steps, windows[0])
+            last = _block_average(blocks, steps, windows[1])
+            records = {**records, "averaging": {
+                "previous": previous, "last": last, "counts": [1, 1],
+                "window_steps": sum(steps[windows[1]])}}
     averaging = records.get("averaging")
     if averaging and all(averaging["counts"]):
-        window = averaging["counts"][1]
+        window = averaging.get("window_steps", averaging["counts"][1])
         previous = [v / averaging["counts"][0] for v in averaging["previous"]]
+        last_count = averaging["counts"][1]
         with torch.no_grad():  # the result is the last window's iterate average
             for p, total in zip(state.svi.params, averaging["last"]):
-                p.copy_(total / window)
+                p.copy_(total / last_count)
         out.update(check="guide drift between iterate averages", window_steps=window,
                    limit=DRIFT_LIMIT, averaged_steps=window,
                    **_drift(state, previous, seed))
@@ -667,6 +829,18 @@ def convergence(state: SVIState, records: dict[str, Any], seed: int) -> dict[str
                 f"{window} steps, so its numbers may be off; run more steps "
                 f"(num_steps={2 * config.num_steps}) or raise learning_rate, and prefer "
                 "the PSIS-corrected numbers meanwhile.")
+        blocks = records.get("blocks")
+        if out["converged"] and blocks and out.get("stopped_at") is None:
+            half = len(blocks) // 2
+            out["trend_t"] = _iterate_trend(blocks[half:], records["block_steps"][half:])
+            if out["trend_t"] > STOP_TREND_T:
+                out["converged"] = False
+                out["message"] = (
+                    f"the fit had not converged: the guide's parameters were still creeping "
+                    f"one way over the last half of the run (trend t = {out['trend_t']:.3g}, "
+                    f"limit {STOP_TREND_T:g}) although each window moved little: the step "
+                    f"size is too small to get there; raise learning_rate or run more "
+                    f"steps.")
         return out
     trend = _elbo_trend(np.asarray(records["loss"], dtype=float))
     if trend is None:
@@ -689,7 +863,7 @@ def _finish(problem: Problem, config: SVIConfig, seed: int, state: SVIState,
     elbo = getattr(state.svi.loss, "__self__", state.svi.loss)  # SVI stores elbo.loss
     guide_name = (state.guide.__name__ if inspect.isfunction(state.guide)
                   else type(state.guide).__name__)
-    info = {**base_info, "num_steps": config.num_steps,
+    info = {**base_info, "num_steps": state.num_steps, "budget_steps": config.num_steps,
             "final_loss": float(losses_arr[-1]), "guide": guide_name,
             "loss": type(elbo).__name__,
             "convergence": convergence(state, records, seed)}
@@ -718,7 +892,7 @@ def state_dict(state: SVIState) -> dict[str, Any]:
     svi = state.svi
     return {"params": [p.detach().clone() for p in svi.params],
             "optimizer": svi.optimizer.state_dict() if svi.optimizer is not None else None,
-            "num_steps": state.num_steps}
+            "num_steps": state.num_steps, "flags": dict(state.flags or {})}
 
 
 def load_state_dict(state: SVIState, saved: dict[str, Any]) -> SVIState:
@@ -744,6 +918,8 @@ def load_state_dict(state: SVIState, saved: dict[str, Any]) -> SVIState:
                 param.copy_(value)
         svi.optimizer.load_state_dict(saved["optimizer"])
         svi.optimizer.zero_grad(set_to_none=True)
+    state.flags.clear()
+    state.flags.update(saved.get("flags", {}))
     return state._replace(num_steps=saved["num_steps"])
 
 
@@ -757,6 +933,8 @@ ENGINE = Engine(
     name="svi", config_class=SVIConfig, kind="optimiser",
     description="stochastic variational inference (ELBO, IWAE, Rényi)",
     init=init, step=step, total_steps=lambda config: config.num_steps,
+    done=lambda state: bool(state.flags) and state.num_steps >= state.flags.get(
+        "stop_at", math.inf),
     new_records=lambda config: {"loss": []}, record=_record, finish=_finish,
     state_dict=state_dict, load_state_dict=load_state_dict,
     label=lambda config: "SVI")

@@ -242,3 +242,53 @@ def test_psis_resampling_is_refused_where_it_means_nothing():
         to_inference_data(chees, psis=True)
     with pytest.raises(ValueError, match="not possible for this result.*AutoDelta"):
         to_inference_data(delta, psis=True)
+
+
+def test_stop_early_stops_a_converged_fit_and_not_an_unconverged_one():
+    """stop_early: the ELBO flat within 2 standard errors over the last quarter and the guide
+    still (< 0.1 sd) between the last two quarter averages. A 20,000-step budget on this
+    posterior stops far short of the budget with the exact means; at a step size too small
+    to get anywhere it never fires, and the result says so."""
+    data, mean, cov = _regression(0.3)
+    early = _fit(data, guide="mvn", num_steps=20000, learning_rate=0.02, stop_early=True)
+    check = early.info["convergence"]
+    assert check["stopped_at"] is not None and check["stopped_at"] <= 10000, check
+    assert early.info["num_steps"] == check["stopped_at"] < early.info["budget_steps"]
+    assert len(early.history["loss"]) == check["stopped_at"]
+    assert check["converged"], check
+    rows = early.info["psis"]["summary"]
+    sd = np.sqrt(np.diag(cov))
+    for j in range(D):
+        assert abs(rows[f"w[{j}]"]["mean"] - mean[j]) < 0.1 * sd[j], (j, rows)
+    crawl = _fit(data, guide="mvn", num_steps=2000, learning_rate=1e-5, stop_early=True)
+    check = crawl.info["convergence"]
+    assert check["stopped_at"] is None and "never fired" in check["stop_reason"]
+    assert not check["converged"] and check["trend_t"] > 10, check
+    assert any("creeping one way" in m for m in crawl.warnings)
+    assert crawl.info["num_steps"] == 2000
+    with pytest.raises(ValueError, match="use log_every=1"):
+        _fit(data, num_steps=100, stop_early=True, log_every=5)
+
+
+def test_stop_early_resumes_bit_identically(tmp_path):
+    """The iterate blocks and the rule's looks live in the records, so a fit interrupted
+    before the rule fired and resumed from its checkpoint stops at the same step with the
+    same parameters as one that ran straight through."""
+    data, _, _ = _regression(0.3)
+    options = dict(guide="mvn", num_steps=6000, learning_rate=0.02, stop_early=True, seed=2)
+    straight = _fit(data, **options)
+    stopped = straight.info["convergence"]["stopped_at"]
+    assert stopped is not None and stopped > 1300
+
+    def crash(index, state, info):
+        if index == 1234:
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        _fit(data, checkpoint=tmp_path / "resume.pt", checkpoint_every=500, callback=crash,
+             **options)
+    resumed = _fit(data, resume=tmp_path / "resume.pt", **options)
+    assert resumed.info["convergence"]["stopped_at"] == stopped
+    assert np.array_equal(resumed.history["loss"], straight.history["loss"])
+    a, b = straight.param_state["params"], resumed.param_state["params"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
