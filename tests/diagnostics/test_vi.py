@@ -270,6 +270,7 @@ def test_stop_early_stops_a_converged_fit_and_not_an_unconverged_one():
         _fit(data, num_steps=100, stop_early=True, log_every=5)
 
 
+@pytest.mark.slow  # three fits of ~1,500 steps (~9 s); CI runs it (pytest -m slow)
 def test_stop_early_resumes_bit_identically(tmp_path):
     """The iterate blocks and the rule's looks live in the records, so a fit interrupted
     before the rule fired and resumed from its checkpoint stops at the same step with the

@@ -111,6 +111,7 @@ def test_two_processes_follow_the_one_process_trajectory(tmp_path):
     assert "eager step" in mini[0]["info"]["compile_reason"]
 
 
+@pytest.mark.slow  # one 2-process launch (~8 s); CI runs it (pytest -m slow)
 def test_a_rank_that_dies_stops_the_others(tmp_path):
     started = time.perf_counter()
     result = launch(tmp_path, [{"name": "dies", "model": "realnvp", "fail_at": 3,
