@@ -91,7 +91,6 @@ class Group:
     world_size: int
     backend: str
     device: torch.device
-    created: bool = False
 
 
 def local_device(device: torch.device) -> torch.device:
@@ -124,7 +123,7 @@ def join(device: torch.device, timeout_seconds: float) -> Group:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_seconds))
-    return Group(dist.get_rank(), dist.get_world_size(), backend, device, created=True)
+    return Group(dist.get_rank(), dist.get_world_size(), backend, device)
 
 
 @dataclass
@@ -184,13 +183,10 @@ def reduce_gradients(params: list[torch.Tensor], loss: float, world_size: int) -
 
     if not params:
         return loss
-    device = params[0].device
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1).to(torch.float64 if g.dtype == torch.float64
-                                       else torch.float32) for g in grads]
-                     + [torch.tensor([loss], dtype=torch.float64 if any(
-                         g.dtype == torch.float64 for g in grads) else torch.float32,
-                         device=device)])
+    dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
+    flat = torch.cat([g.reshape(-1).to(dtype) for g in grads]
+                     + [torch.tensor([loss], dtype=dtype, device=grads[0].device)])
     try:
         dist.all_reduce(flat)
     except RuntimeError as error:
