@@ -62,7 +62,7 @@ def worker(args: argparse.Namespace) -> None:
 
     import ppl_gen
     from ppl_gen.data.base import Dataset
-    from ppl_gen.inference.distributed import rank_and_world
+    from ppl_gen.inference.distributed import launched_rank, launched_world_size
 
     torch.set_num_threads(args.threads)
     x = ppl_gen.load_dataset("mnist", split="train").tensors["x"]
@@ -84,7 +84,7 @@ def worker(args: argparse.Namespace) -> None:
                          distributed=args.distributed, num_threads=args.threads,
                          compile="auto" if args.compile else False,
                          psis_draws=0, callback=callback)
-    rank, world = rank_and_world()
+    rank, world = launched_rank(), launched_world_size()
     if rank == 0:
         epochs = [b - a for a, b in zip([fit_start] + stamps[:-1], stamps)]
         Path(args.out).write_text(json.dumps({

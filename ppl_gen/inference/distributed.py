@@ -35,6 +35,7 @@ Only rank 0 writes checkpoints, progress bars and run folders (:func:`is_writer`
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass, field
@@ -123,7 +124,19 @@ def join(device: torch.device, timeout_seconds: float) -> Group:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_seconds))
+    # A rank that exits with the group alive can abort in gloo's thread teardown
+    # ("terminate called without an active exception": 1 of 3 two-process CLI runs);
+    # torch asks for destroy_process_group before exit. At exit, not after the fit: a
+    # second init_process_group in the same torchrun process fails to connect.
+    atexit.register(_end_group)
     return Group(dist.get_rank(), dist.get_world_size(), backend, device)
+
+
+def _end_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @dataclass

@@ -235,3 +235,64 @@ def test_cli_two_processes_write_one_run(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["engine_config"]["distributed"] is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def command_lines() -> dict[int, str]:
+    """Every process's command line (Linux /proc)."""
+    lines = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    lines[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+    return lines
+
+
+def kill_processes_mentioning(text: str) -> None:
+    for pid, cmdline in command_lines().items():
+        if text in cmdline and pid != os.getpid():
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+
+@pytest.mark.slow  # three launches: whole, killed with -9 after a checkpoint, resumed (~40 s)
+def test_cli_two_process_run_killed_and_resumed_repeats_the_whole_one(tmp_path):
+    args = ["-m", "ppl_gen", "fit", "realnvp", "--data-option", "num_data=256",
+            "--model-option", "num_transforms=2", "--model-option", "hidden_dims=(16,)",
+            "--num-steps", "3000", "--batch-size", "64", "--option", "distributed=true",
+            "--device", "cpu", "--checkpoint-every", "200"]
+    whole = launch(tmp_path, [], module=[*args, "--out", str(tmp_path / "whole")])
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    process = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                "--nproc-per-node=2", *args, "--out", str(out)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "resume.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        # torchrun starts each rank in its own session: kill every process of this run
+        # (the agent and both ranks, found by the run's folder in their command lines).
+        kill_processes_mentioning(str(out))
+        process.wait()
+    time.sleep(0.5)
+    assert not any(str(out) in cmdline for cmdline in command_lines().values())
+    assert (out / "resume.pt").exists()
+    resumed = launch(tmp_path, [], module=["-m", "ppl_gen", "fit", "--resume", str(out)])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = json.loads((tmp_path / "whole" / "history.json").read_text())
+    b = json.loads((out / "history.json").read_text())
+    assert a["loss"] == b["loss"] and len(b["loss"]) == 3000
+    first = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["model_state"]
+    second = torch.load(out / "checkpoint.pt", weights_only=False)["model_state"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
