@@ -244,6 +244,7 @@ def test_psis_resampling_is_refused_where_it_means_nothing():
         to_inference_data(delta, psis=True)
 
 
+@pytest.mark.slow  # ~25 s of fits; CI runs it (pytest -m slow)
 def test_stop_early_stops_a_converged_fit_and_not_an_unconverged_one():
     """stop_early: the ELBO flat within 2 standard errors over the last quarter and the guide
     still (< 0.1 sd) between the last two quarter averages. A 20,000-step budget on this
