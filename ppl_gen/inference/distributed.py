@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 
 __all__ = ["Group", "join", "is_writer", "rank_and_world", "launched_rank",
            "launched_world_size", "Shard", "ShardSchedule",
@@ -185,7 +186,7 @@ class Shard(Messenger):
         self.indices, self.name = indices, name
 
     def _pyro_sample(self, msg: Any) -> None:
-        if msg["name"] == self.name and type(msg["fn"]).__name__ == "_Subsample":
+        if msg["name"] == self.name and site_is_subsample(msg):
             msg["value"] = self.indices
 
 

@@ -22,6 +22,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import SVI
 from pyro.optim.clipped_adam import ClippedAdam
+from pyro.poutine.util import site_is_subsample
 
 from ..config import SVIConfig
 from ..models.base import GenerativeModel
@@ -439,7 +440,7 @@ def _distribute(problem: Problem, config: SVIConfig, svi: _SVI, step_kwargs: dic
                          "the traced step would freeze one shard's indices; use "
                          "compile='auto' (the eager step then runs) or compile=False")
     plate = problem.structure.nodes.get("data")
-    if (plate is None or type(plate["fn"]).__name__ != "_Subsample"
+    if (plate is None or not site_is_subsample(plate)
             or "subsample_size" not in _parameters(problem.model)):
         raise ValueError(
             f"distributed=True shards the data plate, but model {problem.name!r} has no "
