@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"{name:13s} held-out accuracy {accuracy:.3f}, log predictive density "
               f"{lppd:.4f} per point")
     idata = to_inference_data(nuts)
-    print(f"PSIS-LOO on the training split (NUTS): elpd = {float(loo(idata).elpd_loo):.1f}")
+    print(f"PSIS-LOO on the training split (NUTS): elpd = {float(loo(idata).elpd):.1f}")
     summary = summarize(nuts, idata=idata)["parameters"]
     names = train.meta["feature_names"]
     weights = nuts.samples["weight"].reshape(-1, 30).numpy()

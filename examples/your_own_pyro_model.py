@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> dict:
     summary = summarize(nuts)
     for name, row in summary["parameters"].items():
         print(f"{name:6s} mean {row['mean']:+.3f}  sd {row['sd']:.3f}  r_hat {row['r_hat']:.3f}")
-    print(f"PSIS-LOO elpd: {float(loo(to_inference_data(nuts)).elpd_loo):.1f}")
+    print(f"PSIS-LOO elpd: {float(loo(to_inference_data(nuts)).elpd):.1f}")
     comparison = compare_posteriors(vi, nuts, num_samples=200 if args.smoke else 2000,
                                     num_psis_samples=100 if args.smoke else 1000)
     print(comparison.to_markdown())

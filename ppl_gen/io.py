@@ -318,6 +318,12 @@ def _checkpoint(result: FitResult) -> dict[str, Any]:
     return state
 
 
+def _has_posterior(idata: Any) -> bool:
+    from .diagnostics.convert import group_names  # ArviZ is loaded: idata exists
+
+    return "posterior" in group_names(idata)
+
+
 def save_run(out: str | os.PathLike[str], result: FitResult, *, summary: dict | None = None,
              idata: Any = None, extra_config: dict | None = None,
              figures: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
@@ -345,7 +351,7 @@ def save_run(out: str | os.PathLike[str], result: FitResult, *, summary: dict | 
         write_json(stage / "history.json", result.history)
         if summary is not None:
             write_json(stage / "summary.json", summary)
-        if idata is not None and "posterior" in idata.groups():
+        if idata is not None and _has_posterior(idata):
             atomic_write(stage / "posterior.nc",
                          lambda tmp: idata.to_netcdf(tmp, engine="h5netcdf"))
         for name, fig in (figures or {}).items():

@@ -1,16 +1,20 @@
 """The only module that imports ArviZ.
 
-Builds ``arviz.InferenceData`` with ``from_dict`` (portable across the 0.x line and close
-to ``arviz_base.from_dict`` in 1.x) and wraps the few ArviZ statistics ppl_gen uses, so a
-move to ArviZ 1.x (DataTree) touches this file alone.
+Builds the InferenceData of either ArviZ line behind one ``to_inference_data``: on ArviZ
+1.x (Python >= 3.12) an ``xarray.DataTree`` from ``arviz_base.from_dict``, on 0.x an
+``arviz.InferenceData``; both hold the same groups, variables, dimensions and attributes,
+and ``az.loo``, ``az.compare`` and ArviZ's plots take either. It also wraps the few ArviZ
+statistics ppl_gen uses, so that the rest of the library never asks which line it has.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,10 +29,19 @@ with warnings.catch_warnings():
     import arviz as az
 
 __all__ = ["to_inference_data", "read_netcdf", "arviz_summary", "psis_khat", "psis_smooth",
-           "loo", "waic", "ess", "rhat",
-           "mcse", "ARVIZ_VERSION"]
+           "loo", "waic", "ELPD", "ess", "rhat", "mcse", "group_names", "ARVIZ_VERSION",
+           "ARVIZ_1"]
 
 ARVIZ_VERSION = az.__version__
+#: True on the ArviZ 1.x line (DataTree, arviz-base / arviz-stats / arviz-plots).
+ARVIZ_1 = int(ARVIZ_VERSION.split(".")[0]) >= 1
+
+
+def group_names(idata: Any) -> list[str]:
+    """The groups of an InferenceData (0.x) or DataTree (1.x): ``["posterior", ...]``."""
+    if hasattr(idata, "children"):  # xarray.DataTree
+        return list(idata.children)
+    return list(idata.groups())
 
 
 @contextlib.contextmanager
@@ -75,8 +88,8 @@ def _point_parameters(result: FitResult) -> dict[str, torch.Tensor]:
 @seeded_call
 def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int = 0,
                       log_likelihood: bool = True, posterior_predictive: bool = True,
-                      psis: bool = False) -> az.InferenceData:
-    """Convert a FitResult into ArviZ InferenceData.
+                      psis: bool = False) -> Any:
+    """Convert a FitResult into ArviZ InferenceData (an ``xarray.DataTree`` on ArviZ 1.x).
 
     Groups: ``posterior`` (MCMC draws; SVI draws from the guide, including deterministic
     sites; EM's maximum-likelihood point as one draw), ``sample_stats`` (MCMC: diverging,
@@ -164,8 +177,11 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
         if posterior_predictive and evaluated.posterior_predictive:
             groups["posterior_predictive"] = _with_chain(evaluated.posterior_predictive,
                                                          num_chains)
+    # An empty group (a point fit with no parameters to show) is left out, as 0.x does;
+    # 1.x would keep it as a group without dimensions.
+    groups = {name: values for name, values in groups.items() if values}
     with _quiet():
-        idata = az.from_dict(**groups)
+        idata = az.from_dict(groups) if ARVIZ_1 else az.from_dict(**groups)
     idata.attrs["engine"] = result.engine
     idata.attrs["model"] = problem.name
     idata.attrs["seed"] = result.seed
@@ -244,8 +260,9 @@ def _point_evaluation(result: FitResult, log_likelihood: bool, posterior_predict
 
 
 # --- thin wrappers over ArviZ statistics -----------------------------------------------
-def arviz_summary(idata: az.InferenceData, *, var_names: list[str] | None = None) -> Any:
-    """``az.summary`` (a pandas DataFrame: mean, sd, hdi, mcse, ess_bulk, ess_tail, r_hat)."""
+def arviz_summary(idata: Any, *, var_names: list[str] | None = None) -> Any:
+    """``az.summary`` (a pandas DataFrame with, on both ArviZ lines, the columns mean, sd,
+    mcse_mean, ess_bulk, ess_tail and r_hat; its interval columns differ by line)."""
     with _quiet():
         return az.summary(idata, var_names=var_names, round_to="none")
 
@@ -256,36 +273,143 @@ def psis_khat(log_weights: np.ndarray) -> float:
 
 
 def psis_smooth(log_weights: np.ndarray) -> tuple[np.ndarray, float]:
-    """Pareto-smoothed, normalised log-weights and k-hat (``az.psislw``; non-finite
-    weights count as zero weight)."""
+    """Pareto-smoothed, normalised log-weights and k-hat (ArviZ's PSIS; non-finite weights
+    count as zero weight)."""
     log_weights = np.asarray(log_weights, dtype=float).copy()
     log_weights[~np.isfinite(log_weights)] = -np.inf
     with _quiet():
-        smoothed, khat = az.psislw(log_weights)
+        if ARVIZ_1:
+            from arviz_stats.base import array_stats
+
+            # arviz-stats' psislw takes a log-likelihood and smooths its negation (the LOO
+            # weights); importance weights go in negated.
+            try:
+                smoothed, khat = array_stats.psislw(-log_weights)
+            except ValueError:
+                # Too few tail draws to fit (fewer than 5) or a tail of ties: ArviZ 0.x
+                # returns the normalised raw weights and k-hat = inf then; so does this.
+                finite = log_weights[np.isfinite(log_weights)]
+                peak = finite.max() if finite.size else 0.0
+                total = np.log(np.exp(log_weights - peak).sum()) + peak
+                smoothed, khat = log_weights - total, np.inf
+        else:
+            smoothed, khat = az.psislw(log_weights)
     return np.asarray(smoothed, dtype=float), float(khat)
 
 
-def loo(idata: az.InferenceData) -> Any:
-    """PSIS-LOO (``az.loo``) with pointwise values; needs posterior draws."""
-    if "log_likelihood" not in idata.groups():
-        raise ValueError("loo needs a log_likelihood group; convert with log_likelihood=True")
-    if idata.log_likelihood.sizes["chain"] * idata.log_likelihood.sizes["draw"] < 2:
-        raise ValueError("loo needs posterior draws, but this result is a point estimate "
-                         "(EM or maximum likelihood); use the summed log-likelihood instead")
-    with _quiet():
-        return az.loo(idata, pointwise=True)
+@dataclass(frozen=True)
+class ELPD:
+    """Expected log pointwise predictive density, the same on both ArviZ lines.
+
+    Attributes:
+        kind: ``"loo"`` (PSIS-LOO) or ``"waic"``.
+        elpd: The estimate (log scale: higher is better).
+        se: Its standard error.
+        p: The effective number of parameters (``p_loo`` / ``p_waic``).
+        pointwise: Each observation's contribution, flattened.
+        pareto_k: PSIS-LOO only: each observation's k-hat (above 0.7: that observation's
+            estimate is unreliable).
+        warning: ArviZ's (LOO) or WAIC's own warning flag (a pointwise posterior variance
+            of the log density above 0.4).
+        arviz: The object ArviZ returned (``None`` for WAIC, which ppl_gen computes).
+    """
+
+    kind: str
+    elpd: float
+    se: float
+    p: float
+    pointwise: np.ndarray
+    pareto_k: np.ndarray | None = None
+    warning: bool = False
+    arviz: Any = field(default=None, repr=False, compare=False)
 
 
-def waic(idata: az.InferenceData) -> Any:
-    """WAIC (``az.waic``)."""
+def _log_likelihood(idata: Any, var_name: str | None, what: str
+                    ) -> tuple[np.ndarray, str]:
+    """One observed site's pointwise log-likelihood as (draws, observations)."""
+    if "log_likelihood" not in group_names(idata):
+        raise ValueError(f"{what} needs a log_likelihood group; convert with "
+                         "log_likelihood=True")
+    group = idata["log_likelihood"]
+    names = list(group.data_vars)
+    if var_name is None:
+        if len(names) != 1:
+            raise ValueError(f"{what}: the log_likelihood group has {len(names)} observed "
+                             f"sites {names}; pass var_name= one of them")
+        var_name = names[0]
+    elif var_name not in names:
+        raise ValueError(f"{what}: no observed site {var_name!r} in the log_likelihood "
+                         f"group; it has {names}")
+    values = np.asarray(group[var_name], dtype=float)
+    if values.shape[0] * values.shape[1] < 2:
+        raise ValueError(f"{what} needs posterior draws, but this result is a point "
+                         "estimate (EM or maximum likelihood); use the summed "
+                         "log-likelihood instead")
+    return values.reshape(values.shape[0] * values.shape[1], -1), var_name
+
+
+def loo(idata: Any, *, var_name: str | None = None) -> ELPD:
+    """PSIS-LOO (``az.loo``) with pointwise values and each observation's k-hat."""
+    values, var_name = _log_likelihood(idata, var_name, "loo")
     with _quiet():
-        return az.waic(idata)
+        try:
+            raw = az.loo(idata, pointwise=True, var_name=var_name)
+        except ValueError:
+            if not ARVIZ_1:
+                raise
+            # arviz-stats refuses an observation whose largest log-likelihoods tie (a
+            # saturated logistic likelihood, say); ArviZ 0.x gives it k-hat = inf and goes
+            # on. So does ppl_gen, with PSIS per observation (r_eff = 1).
+            return _loo_by_observation(values)
+    if ARVIZ_1:
+        return ELPD("loo", float(raw.elpd), float(raw.se), float(raw.p),
+                    np.asarray(raw.elpd_i, dtype=float).reshape(-1),
+                    np.asarray(raw.pareto_k, dtype=float).reshape(-1), bool(raw.warning), raw)
+    return ELPD("loo", float(raw.elpd_loo), float(raw.se), float(raw.p_loo),
+                np.asarray(raw.loo_i, dtype=float).reshape(-1),
+                np.asarray(raw.pareto_k, dtype=float).reshape(-1), bool(raw.warning), raw)
+
+
+def _loo_by_observation(values: np.ndarray) -> ELPD:
+    """PSIS-LOO from (draws, observations) log-likelihoods: elpd_i = log sum_s w_is
+    p(y_i | theta_s) with w_i the smoothed, normalised weights 1 / p(y_i | theta_s)."""
+    elpd, khat = np.empty(values.shape[1]), np.empty(values.shape[1])
+    for i in range(values.shape[1]):
+        smoothed, khat[i] = psis_smooth(-values[:, i])
+        total = smoothed + values[:, i]
+        peak = total.max()
+        elpd[i] = peak + np.log(np.exp(total - peak).sum())
+    peak = values.max(axis=0)
+    lppd = peak + np.log(np.exp(values - peak).sum(axis=0)) - math.log(values.shape[0])
+    return ELPD("loo", float(elpd.sum()), float(math.sqrt(len(elpd) * elpd.var())),
+                float((lppd - elpd).sum()), elpd, khat, bool(np.any(khat > 0.7)))
+
+
+def waic(idata: Any, *, var_name: str | None = None) -> ELPD:
+    """WAIC (Watanabe 2010), computed here on both ArviZ lines (1.x dropped it in favour of
+    PSIS-LOO): elpd_i = log mean_s p(y_i | theta_s) - var_s log p(y_i | theta_s), the
+    variance with ddof 0 and se = sqrt(n var(elpd_i)), as ArviZ 0.x's ``az.waic``.
+    ``warning`` is set when a pointwise variance exceeds 0.4 (WAIC may fail; prefer LOO)."""
+    values, _ = _log_likelihood(idata, var_name, "waic")
+    n_draws = values.shape[0]
+    peak = values.max(axis=0)
+    lppd = peak + np.log(np.exp(values - peak).sum(axis=0)) - math.log(n_draws)
+    variance = values.var(axis=0)
+    pointwise = lppd - variance
+    return ELPD("waic", float(pointwise.sum()),
+                float(math.sqrt(len(pointwise) * pointwise.var())), float(variance.sum()),
+                pointwise, None, bool(np.any(variance > 0.4)))
+
+
+#: ESS of the tails: the 5 % and 95 % quantiles (ArviZ 0.x's default; 1.x asks for them).
+_TAIL_PROB = (0.05, 0.95)
 
 
 def ess(draws: np.ndarray, *, method: str = "bulk") -> float:
     """Effective sample size of one scalar's draws shaped (chain, draw)."""
+    extra = {"prob": _TAIL_PROB} if method == "tail" and ARVIZ_1 else {}
     with _quiet():
-        return float(az.ess(np.asarray(draws), method=method))
+        return float(az.ess(np.asarray(draws), method=method, **extra))
 
 
 def rhat(draws: np.ndarray) -> float:
@@ -300,7 +424,7 @@ def mcse(draws: np.ndarray) -> float:
         return float(az.mcse(np.asarray(draws)))
 
 
-def read_netcdf(path: Any) -> az.InferenceData:
-    """Load InferenceData written by ``save_run``."""
+def read_netcdf(path: Any) -> Any:
+    """Load the InferenceData (a DataTree on ArviZ 1.x) written by ``save_run``."""
     with _quiet():
         return az.from_netcdf(str(path), engine="h5netcdf")

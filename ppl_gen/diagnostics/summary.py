@@ -10,7 +10,7 @@ import numpy as np
 from .._rng import seeded_call
 from ..config import config_to_dict
 from ..inference.base import FitResult
-from .convert import arviz_summary, to_inference_data
+from .convert import arviz_summary, group_names, to_inference_data
 
 __all__ = ["summarize", "MAX_SUMMARY_SIZE"]
 
@@ -76,8 +76,8 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
                            "info": info}
     parameters: dict[str, dict[str, Any]] = {}
     skipped = []
-    if "posterior" in idata.groups():
-        posterior = idata.posterior
+    if "posterior" in group_names(idata):
+        posterior = idata["posterior"]
         names = []
         for name, var in posterior.data_vars.items():
             size = int(np.prod(var.shape[2:], dtype=int))

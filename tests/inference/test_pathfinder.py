@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import ppl_gen
-from ppl_gen.diagnostics import ReliabilityWarning, summarize, to_inference_data
+from ppl_gen.diagnostics import ReliabilityWarning, group_names, summarize, to_inference_data
 from ppl_gen.inference import make_problem
 from ppl_gen.inference.batched import BatchedPotential
 from ppl_gen.inference.pathfinder import lbfgs_path
@@ -97,7 +97,7 @@ def test_pathfinder_results_summarise_and_convert():
     assert summary["psis"]["num_draws"] == 400
     idata = to_inference_data(result, posterior_predictive=False)
     assert idata.posterior["w"].shape == (1, 200, D)
-    assert "sample_stats" not in idata.groups()
+    assert "sample_stats" not in group_names(idata)
     assert len(result.info["paths"]) == 2
     with pytest.raises(ValueError, match="cannot checkpoint or resume"):
         ppl_gen.fit(model, data, engine="pathfinder", checkpoint="x.pt", device="cpu")
