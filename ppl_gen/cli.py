@@ -394,6 +394,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _cmd_compare(demo)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    """A self-contained HTML report of a run folder."""
+    from .report import write_report
+
+    target = write_report(args.folder, args.out, overwrite=args.overwrite)
+    print(f"wrote {target}")
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser, *, resumable: bool = False) -> None:
     if resumable:
         p.add_argument("model", nargs="?", help="registered model name (ppl-gen list)")
@@ -468,6 +477,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--num-chains", type=int, default=16)
     p_cmp.add_argument("--target-accept-prob", type=float, default=0.9)
 
+    p_report = sub.add_parser("report", help="a self-contained HTML report of a run folder "
+                              "(warnings, diagnostics, tables, plots; opens offline)")
+    p_report.add_argument("folder", help="a run folder written by fit, compare or demo")
+    p_report.add_argument("--out", default=None,
+                          help="the HTML file to write (default: FOLDER/report.html)")
+    p_report.add_argument("--overwrite", action="store_true",
+                          help="replace --out even if it is not an earlier ppl_gen report")
+
     p_demo = sub.add_parser("demo", help="the main job on embedded data: eight schools, "
                             "VI vs MCMC")
     p_demo.add_argument("--out", default="ppl_gen_demo", help="folder (default: ppl_gen_demo)")
@@ -478,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"list": _cmd_list, "fit": _cmd_fit, "compare": _cmd_compare, "demo": _cmd_demo}
+_COMMANDS = {"list": _cmd_list, "fit": _cmd_fit, "compare": _cmd_compare, "demo": _cmd_demo,
+             "report": _cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
