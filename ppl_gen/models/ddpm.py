@@ -21,7 +21,12 @@ mu_theta is parameterised by the noise predictor: mu = (x_t - beta_t / sqrt(1 - 
 eps_theta(x_t, t)) / sqrt(alpha_t), and sigma_t^2 = beta_t. :meth:`DDPM.bound` evaluates the
 bound per datum and per timestep (closed-form KLs, Monte Carlo over x_t only) in nats and
 bits per dimension; :meth:`DDPM.sample` runs Algorithm 2, on all T steps or a strided
-subset (DDPM's ancestral sampler on the coarser chain).
+subset (DDPM's ancestral sampler on the coarser chain), or DDIM (Song et al. 2021).
+
+For images with K grey levels, ``decoder="discretized"`` makes L_0 Ho et al.'s discretised
+decoder (their eq. 13): p(x_0 | x_1) integrates N(mu_theta(x_1, 1), sigma_1^2) over each
+pixel's bin, the edge bins reaching to +-inf, so the bound is on the *discrete* data's code
+length and needs no dequantisation.
 """
 
 from __future__ import annotations
@@ -33,15 +38,63 @@ import pyro
 import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
+from torch.distributions import constraints
+from torch.distributions.utils import broadcast_all
 
 from .._rng import seeded
 from ..nn import check_data_range, from_unit, log_jacobian, to_unit
 from .base import GenerativeModel, continuous_data
 
-__all__ = ["DDPM", "beta_schedule", "DDPMBound", "SCHEDULES", "DDPM_OBJECTIVES"]
+__all__ = ["DDPM", "beta_schedule", "DDPMBound", "DiscretizedNormal", "SCHEDULES",
+           "DDPM_OBJECTIVES", "DECODERS"]
 
 SCHEDULES = ("linear", "cosine")
 DDPM_OBJECTIVES = ("elbo", "ddpm_rb", "ddpm_simple")
+DECODERS = ("gaussian", "discretized")
+
+
+class DiscretizedNormal(dist.TorchDistribution):
+    """N(loc, scale) integrated over the bins of ``num_levels`` evenly spaced values on
+    [low, high] (Ho et al. 2020, eq. 13): each level's bin reaches half a step either side,
+    the first and last to -inf and +inf, so the probabilities of the levels sum to one.
+    ``log_prob`` takes values on the grid; ``sample`` draws the normal and rounds to it."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = False
+
+    def __init__(self, loc: Tensor, scale: Tensor, num_levels: int, low: float = -1.0,
+                 high: float = 1.0, validate_args: bool | None = None) -> None:
+        self.loc, self.scale = broadcast_all(loc, scale)
+        self.num_levels, self.low, self.high = num_levels, float(low), float(high)
+        self.half = (self.high - self.low) / (2 * (num_levels - 1))
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    def expand(self, batch_shape: Any, _instance: Any = None) -> DiscretizedNormal:
+        shape = torch.Size(batch_shape)
+        return DiscretizedNormal(self.loc.expand(shape), self.scale.expand(shape),
+                                 self.num_levels, self.low, self.high)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        upper = (value + self.half - self.loc) / self.scale
+        lower = (value - self.half - self.loc) / self.scale
+        top = value > self.high - self.half  # the last level: its bin reaches +inf
+        bottom = value < self.low + self.half  # the first: from -inf
+        ndtr = torch.special.ndtr
+        # P(lower < Z < upper), from the side of the mean that keeps its precision
+        middle = torch.where(lower > 0, ndtr(-lower) - ndtr(-upper), ndtr(upper) - ndtr(lower))
+        log_middle = middle.clamp(min=1e-12).log()
+        log_top = torch.special.log_ndtr(-lower)
+        log_bottom = torch.special.log_ndtr(upper)
+        return torch.where(top, log_top, torch.where(bottom, log_bottom, log_middle))
+
+    def sample(self, sample_shape: Any = ()) -> Tensor:
+        with torch.no_grad():
+            x = torch.normal(self.loc.expand(self._extended_shape(sample_shape)),
+                             self.scale.expand(self._extended_shape(sample_shape)))
+            step = 2 * self.half
+            level = ((x - self.low) / step).round().clamp(0, self.num_levels - 1)
+            return self.low + level * step
 
 
 def beta_schedule(name: str, num_steps: int) -> Tensor:
@@ -100,7 +153,7 @@ class DDPMBound(NamedTuple):
 
     Attributes:
         nll: The bound on -log p(x_0) in nats, (N,) (data space: the [-1, 1] scaling's
-            Jacobian included).
+            Jacobian included; with the discretised decoder, on the levels' probabilities).
         bits_per_dim: ``nll / (D log 2)``.
         terms: (T + 1, N): row 0 is L_0, row t-1 is L_{t-1} for t = 2..T, row T is L_T.
     """
@@ -122,6 +175,12 @@ class DDPM(GenerativeModel):
         data_range: (low, high) of the data, mapped to [-1, 1] (images); ``None`` keeps the
             data as they are (2-D points, standardised tables).
         denoiser: Your own eps_theta(x, t) module instead (e.g. the closed-form optimum).
+        decoder: ``"gaussian"`` (a density on continuous or dequantised data) or
+            ``"discretized"`` (images whose pixels take ``num_levels`` evenly spaced values
+            on ``data_range``: the bound is then on the discrete data, in bits per pixel,
+            with no dequantisation).
+        num_levels: The number of grey levels K for ``decoder="discretized"`` (17 for
+            scikit-learn's digits, 256 for 8-bit images).
     """
 
     observed = "x"
@@ -138,12 +197,29 @@ class DDPM(GenerativeModel):
     def __init__(self, dim: int, num_steps: int = 1000, *, schedule: str = "linear",
                  hidden_dims: tuple[int, ...] = (128, 128, 128), embedding_dim: int = 32,
                  data_range: tuple[float, float] | None = None,
-                 denoiser: nn.Module | None = None) -> None:
+                 denoiser: nn.Module | None = None, decoder: str = "gaussian",
+                 num_levels: int | None = None) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
         betas = beta_schedule(schedule, num_steps)
         data_range = check_data_range(data_range)
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {decoder!r}; valid decoders are: "
+                             f"{', '.join(DECODERS)}")
+        if decoder == "discretized":
+            if data_range is None:
+                raise ValueError("decoder='discretized' is for images: give data_range=(low, "
+                                 "high), the values of the darkest and brightest level")
+            if isinstance(num_levels, bool) or not isinstance(num_levels, int) or \
+                    num_levels < 2:
+                raise ValueError(f"decoder='discretized' needs num_levels, the number of "
+                                 f"grey levels (an integer >= 2: 17 for the digits, 256 for "
+                                 f"8-bit images), got {num_levels!r}")
+        elif num_levels is not None:
+            raise ValueError("num_levels applies to decoder='discretized' only; pass "
+                             "decoder='discretized' with it, or leave it out")
+        self.decoder, self.num_levels = decoder, num_levels
         self.dim, self.num_steps, self.schedule = dim, num_steps, schedule
         self.data_range = data_range
         dtype = torch.get_default_dtype()
@@ -166,6 +242,21 @@ class DDPM(GenerativeModel):
         if "image_shape" in meta:
             kwargs.setdefault("data_range", (float(x.min()), float(x.max())))
         return cls(x.shape[-1], **kwargs)
+
+    def _check_x(self, x: Tensor) -> None:
+        super()._check_x(x)
+        if self.decoder != "discretized":
+            return
+        low, high = self.data_range
+        level = (x - low) / (high - low) * (self.num_levels - 1)
+        off = (level - level.round()).abs()
+        if bool((level < -1e-4).any() or (level > self.num_levels - 1 + 1e-4).any()
+                or (off > 1e-3).any()):
+            raise ValueError(f"x is not on the grid of {self.num_levels} levels on "
+                             f"[{low:g}, {high:g}] that decoder='discretized' models "
+                             f"(worst distance {float(off.max()):.3g} levels; dequantised "
+                             "data?): load the images without dequantize=True, or use "
+                             "decoder='gaussian'")
 
     # --- the chain's closed forms --------------------------------------------------------
     def _to_unit(self, x: Tensor) -> Tensor:
@@ -243,6 +334,10 @@ class DDPM(GenerativeModel):
             # The decoder in data space: unit = 2 (x - low) / (high - low) - 1, affine.
             low, high = self.data_range
             half = (high - low) / 2
+            if self.decoder == "discretized":
+                return pyro.sample("x", DiscretizedNormal(
+                    low + (mean + 1) * half, scale * half, self.num_levels, low, high
+                ).to_event(1), obs=obs)
             return pyro.sample("x", dist.Normal(low + (mean + 1) * half,
                                                 scale * half).to_event(1), obs=obs)
 
@@ -269,7 +364,11 @@ class DDPM(GenerativeModel):
         post_mean, post_var = self.q_posterior(x0, xt, t.clamp(min=2))
         kl = 0.5 * (torch.log(var / post_var) + (post_var + (post_mean - mean) ** 2) / var
                     - 1).sum(-1)
-        nll0 = -dist.Normal(mean, var.sqrt().expand_as(mean)).log_prob(x0).sum(-1)
+        if self.decoder == "discretized":
+            nll0 = -DiscretizedNormal(mean, var.sqrt().expand_as(mean),
+                                      self.num_levels).log_prob(x0).sum(-1)
+        else:
+            nll0 = -dist.Normal(mean, var.sqrt().expand_as(mean)).log_prob(x0).sum(-1)
         return torch.where(t == 1, nll0, kl)
 
     def _prior_term(self, x0: Tensor) -> Tensor:
@@ -312,7 +411,9 @@ class DDPM(GenerativeModel):
                 terms[-1] = self._prior_term(x0)
                 rows.append(terms)
         terms = torch.cat(rows, 1)
-        nll = terms.sum(0) - self._log_jacobian()
+        # a density's bound moves to data space with the map's Jacobian; the discretised
+        # decoder's bound is on probabilities of the levels, the same in either space
+        nll = terms.sum(0) - (self._log_jacobian() if self.decoder == "gaussian" else 0.0)
         return DDPMBound(nll, nll / (self.dim * math.log(2)), terms)
 
     def log_prob(self, x: Tensor, *, num_samples: int = 1, seed: int | None = 0,
@@ -322,29 +423,64 @@ class DDPM(GenerativeModel):
 
     # --- sampling ------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, num_samples: int, *, num_steps: int | None = None, **_: Any) -> Tensor:
-        """Ancestral sampling (Algorithm 2) in data space, (num_samples, D). With
-        ``num_steps`` < T, the chain is strided: timesteps tau_1 < ... < tau_S evenly
-        spaced, betas recomputed from abar on them (the sub-chain DDPM defines), sigma^2
-        = beta."""
+    def sample(self, num_samples: int, *, num_steps: int | None = None,
+               method: str = "ancestral", eta: float | None = None, **_: Any) -> Tensor:
+        """Draw ``num_samples`` points in data space, (num_samples, D).
+
+        Arguments:
+            num_samples: How many.
+            num_steps: Denoising steps S <= T (default T). With S < T the chain is
+                strided: timesteps tau_1 < ... < tau_S evenly spaced.
+            method: ``"ancestral"`` — Algorithm 2 of Ho et al. (2020) on the sub-chain
+                (betas recomputed from abar on the taus, sigma^2 = beta); ``"ddim"`` — the
+                DDIM update of Song et al. (2021, eq. 12): x_{prev} = sqrt(abar_prev) x0_hat
+                + sqrt(1 - abar_prev - sigma^2) eps_hat + sigma z, with x0_hat the denoiser's
+                estimate of x_0 and sigma = eta sqrt((1 - abar_prev) / (1 - abar)
+                (1 - abar / abar_prev)).
+            eta: DDIM only (default 0: deterministic, the probability-flow ODE's first-order
+                step, which stays accurate with far fewer steps); 1 is as stochastic as the
+                ancestral sampler.
+        """
         steps = self.num_steps if num_steps is None else num_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or \
                 not 1 <= steps <= self.num_steps:
             raise ValueError(f"num_steps must be an integer in 1..{self.num_steps}, got "
                              f"{num_steps!r}")
+        if method not in ("ancestral", "ddim"):
+            raise ValueError(f"unknown method {method!r}; valid methods are 'ancestral' "
+                             "(Ho et al. 2020) and 'ddim' (Song et al. 2021)")
+        if eta is not None and method != "ddim":
+            raise ValueError("eta sets the noise of the DDIM sampler; pass method='ddim' "
+                             "with it, or leave eta out")
+        eta = 0.0 if eta is None else eta
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or \
+                not math.isfinite(eta) or eta < 0:
+            raise ValueError(f"eta must be a finite number >= 0 (0: deterministic DDIM, 1: "
+                             f"as noisy as ancestral sampling), got {eta!r}")
         taus = torch.linspace(1, self.num_steps, steps).round().long().unique()
         abar = self.abar[taus - 1]
         abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
         x = torch.randn(num_samples, self.dim, dtype=self.betas.dtype,
                         device=self.betas.device)
         for k in range(len(taus) - 1, -1, -1):
-            alpha = abar[k] / abar_prev[k]
-            beta = 1 - alpha
             t = torch.full((num_samples,), int(taus[k]), dtype=torch.long, device=x.device)
-            mean = (x - beta / (1 - abar[k]).sqrt() * self.denoiser(x, t)) / alpha.sqrt()
-            x = mean + (beta.sqrt() * torch.randn_like(x) if k > 0 else 0)
+            eps = self.denoiser(x, t)
+            if method == "ancestral":
+                alpha = abar[k] / abar_prev[k]
+                beta = 1 - alpha
+                mean = (x - beta / (1 - abar[k]).sqrt() * eps) / alpha.sqrt()
+                x = mean + (beta.sqrt() * torch.randn_like(x) if k > 0 else 0)
+                continue
+            x0 = (x - (1 - abar[k]).sqrt() * eps) / abar[k].sqrt()
+            sigma = eta * ((1 - abar_prev[k]) / (1 - abar[k])
+                           * (1 - abar[k] / abar_prev[k])).sqrt()
+            x = abar_prev[k].sqrt() * x0 + (1 - abar_prev[k] - sigma ** 2).clamp(
+                min=0).sqrt() * eps
+            if eta > 0 and k > 0:
+                x = x + sigma * torch.randn_like(x)
         return self._from_unit(x)
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, num_steps={self.num_steps}, schedule={self.schedule!r}, "
-                f"data_range={self.data_range}")
+                f"data_range={self.data_range}, decoder={self.decoder!r}"
+                + (f", num_levels={self.num_levels}" if self.num_levels else ""))
