@@ -31,6 +31,7 @@ import contextlib
 import functools
 import math
 import time
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pyro
@@ -490,10 +491,38 @@ def step(state: ChEESState, config: ChEESConfig | None = None) -> tuple[ChEESSta
 
 #: What compiling a model's leapfrog costs, for the decision in :func:`maybe_compile`:
 #: tracing + Inductor + the check (0.4-2.4 s measured per model, docs/benchmarks.md), plus
-#: Inductor's start-up the first time in a process (~4 s, more with an empty disk cache).
+#: Inductor's start-up the first time in a process: ~6 s when its disk cache holds earlier
+#: compiles, ~14 s more when it is empty (a new machine, environment or container: eight
+#: schools' first compile took 15.8 s there against 6.2 s with a warm disk cache,
+#: docs/benchmarks.md "The fair MCMC benchmark").
 COMPILE_SECONDS = 2.0
 COMPILE_STARTUP_SECONDS = 6.0
+COLD_CACHE_STARTUP_SECONDS = 14.0
 _compiled_in_process = False
+#: Seconds this process has spent in eager ChEES runs that chose not to compile: counted
+#: in the next decision (ski rental: keep renting until the rent paid would buy the
+#: compile), so a process that runs many short fits (SBC, sweeps) compiles after a few.
+_eager_seconds_in_process = 0.0
+
+
+def _inductor_cache_is_empty() -> bool:
+    """Whether Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR`` or its default) holds
+    nothing yet: the first compile then pays every kernel's C++ build."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        path = Path(cache_dir())
+    except Exception:  # a torch without this layout: assume the cheaper case
+        return False
+    return not path.is_dir() or not any(path.iterdir())
+
+
+def compile_cost() -> float:
+    """Expected seconds to compile a model's leapfrog now (see the constants above)."""
+    if _compiled_in_process:
+        return COMPILE_SECONDS
+    return COMPILE_SECONDS + (COLD_CACHE_STARTUP_SECONDS if _inductor_cache_is_empty()
+                              else COMPILE_STARTUP_SECONDS)
 
 
 def maybe_compile(state: ChEESState, config: ChEESConfig, *, seconds_per_step: float,
@@ -505,11 +534,13 @@ def maybe_compile(state: ChEESState, config: ChEESConfig, *, seconds_per_step: f
     reason = state.leapfrog.reason or ""
     if not reason.startswith(("not compiled", "eager: the remaining")):
         return state, ""  # compiled already, or compile= said what to do
-    cost = COMPILE_SECONDS + (0.0 if _compiled_in_process else COMPILE_STARTUP_SECONDS)
+    cost = compile_cost()
     eager = seconds_per_step * remaining_steps
-    if eager <= 2 * cost:
+    if eager + _eager_seconds_in_process <= 2 * cost:
+        spent = (f" (and this process ran {_eager_seconds_in_process:.0f} s eagerly before)"
+                 if _eager_seconds_in_process >= 0.5 else "")
         reason = (f"eager: the remaining ~{remaining_steps:.0f} leapfrog steps cost "
-                  f"~{eager:.1f} s eagerly, compiling ~{cost:.0f} s")
+                  f"~{eager:.1f} s eagerly{spent}, compiling ~{cost:.0f} s")
         return state._replace(leapfrog=state.leapfrog.__class__(
             state.leapfrog.fn, "eager", reason, 0.0)), reason
     dense = _dense_layout(config, state.q.shape[1])
@@ -567,7 +598,11 @@ def _record(records: dict[str, Any], state: ChEESState, info: StepInfo, index: i
 
 def _finish(problem: Problem, config: ChEESConfig, seed: int, state: ChEESState,
             records: dict[str, Any], base_info: dict[str, Any]) -> FitResult:
+    global _eager_seconds_in_process
     kept, stats = records["kept"], records["stats"]
+    if state.leapfrog.backend == "eager" and (state.leapfrog.reason or "").startswith(
+            "eager: the remaining"):
+        _eager_seconds_in_process += time.perf_counter() - state.timer
     draws = torch.stack(kept, 1)  # (C, S, D)
     num_chains, num_draws = draws.shape[:2]
     constrained = state.potential.constrain(draws.reshape(num_chains * num_draws, -1))
