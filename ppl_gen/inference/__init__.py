@@ -141,9 +141,72 @@ def _fit(model: Any, data: Any, engine: str, guide: Any, config: Any, device: An
                              "(each process would hold its own chains' state); drop "
                              "checkpoint=/resume=, or run in one process")
         result = run_chains(runner, problem, config, seed, options)
+    elif getattr(config, "num_runs", 1) > 1:
+        if checkpoint is not None or resume is not None:
+            raise ValueError("num_runs > 1 cannot checkpoint or resume (it runs several "
+                             "fits); drop checkpoint=/resume=, or fit one run at a time")
+        result = _parallel_runs(runner, problem, config, seed, options)
     else:
         result = runner.run(problem, config, seed, **options)
     return check_result(result, stacklevel=4)  # the warning points at the caller of fit
+
+
+#: Guide draws per run for the R-hat across parallel optimisations (the least).
+PARALLEL_RUN_DRAWS = 500
+#: R-hat across the runs' guides above this warns (means ~0.14 guide sds apart).
+PARALLEL_RHAT_LIMIT = 1.01
+
+
+def _parallel_runs(runner: Any, problem: Any, config: Any, seed: int,
+                   options: dict[str, Any]) -> FitResult:
+    """``config.num_runs`` optimisations from consecutive seeds; the best final ELBO is
+    returned with R-hat across the runs' guides in ``info["parallel_runs"]``."""
+    import numpy as np
+
+    from ..diagnostics.checks import rhat  # the one allowed upward import (a leaf)
+    from .predictive import draw_from_guide
+
+    module = problem.module
+    if module is not None and any(p.requires_grad for p in module.parameters()):
+        raise ValueError(f"num_runs > 1 compares the guides of independent runs, but "
+                         f"{problem.name!r} has trainable parameters of its own (networks) "
+                         "that each run would go on training; fit it with num_runs=1")
+    single = dataclasses.replace(config, num_runs=1)
+    runs = [runner.run(problem, single, seed + k, **options) for k in range(config.num_runs)]
+    finals = []
+    for run in runs:
+        elbo = np.asarray(run.history["elbo"], dtype=float)
+        finals.append(float(elbo[-max(1, len(elbo) // 10):].mean()))
+    best = int(np.argmax(finals))
+    num = max(PARALLEL_RUN_DRAWS, getattr(config, "psis_draws", 0))
+    draws = [draw_from_guide(problem, run.guide, num, seed=seed + k,
+                             param_state=run.param_state) for k, run in enumerate(runs)]
+    rhats: dict[str, float] = {}
+    for name in draws[0]:
+        stacked = np.stack([d[name].detach().double().cpu().numpy().reshape(num, -1)
+                            for d in draws])  # (runs, draws, elements)
+        for j in range(stacked.shape[-1]):
+            label = f"{name}[{j}]" if stacked.shape[-1] > 1 else name
+            rhats[label] = rhat(stacked[..., j])
+    worst = sorted((v, k) for k, v in rhats.items() if v > PARALLEL_RHAT_LIMIT)[::-1]
+    messages = []
+    if worst:
+        names = ", ".join(k for _, k in worst[:4]) + (
+            f" and {len(worst) - 4} more" if len(worst) > 4 else "")
+        messages.append(
+            f"the {config.num_runs} optimisations from different seeds disagree: R-hat "
+            f"across their guides is above {PARALLEL_RHAT_LIMIT} for {names} (worst "
+            f"{worst[0][0]:.3f}), so the ELBO has several optima or the runs had not "
+            f"converged; the result is the run with the best ELBO (seed {seed + best}). "
+            "Run more steps, or check the posterior with MCMC (engine='chees' or 'nuts')")
+    report = {"num_runs": config.num_runs, "seeds": [seed + k for k in range(len(runs))],
+              "final_elbo": finals, "best": best, "best_seed": seed + best,
+              "max_rhat": max(rhats.values()) if rhats else None, "rhat": rhats,
+              "draws_per_run": num, "messages": messages,
+              "wall_time": [run.info.get("wall_time") for run in runs]}
+    chosen = runs[best]
+    return dataclasses.replace(chosen, config=config,
+                               info={**chosen.info, "parallel_runs": report})
 
 
 def check_result(result: FitResult, *, warn: bool = True, stacklevel: int = 2) -> FitResult:
@@ -178,6 +241,8 @@ def check_result(result: FitResult, *, warn: bool = True, stacklevel: int = 2) -
 
         draws = getattr(result.config, "psis_draws", 0)
         report, messages = vi_report(result, num_samples=draws, seed=result.seed)
+        messages = list(messages) + list(
+            (result.info.get("parallel_runs") or {}).get("messages", []))
         info = {**result.info, "psis": report}
         what = "may be unreliable"
     else:
