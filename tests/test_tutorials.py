@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 TUTORIALS_DIR = Path(__file__).resolve().parents[1] / "docs" / "tutorials"
-TUTORIALS = ["01_coin_flips_to_nade.py", "04_when_to_trust_vi.py"]
+TUTORIALS = ["01_coin_flips_to_nade.py", "02_em_against_the_closed_form.py",
+             "04_when_to_trust_vi.py"]
 
 
 def test_every_tutorial_is_listed_and_is_a_percent_notebook():
