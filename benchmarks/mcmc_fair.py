@@ -16,9 +16,10 @@ thread, XLA's Eigen pool off), with an empty Inductor cache of its own. **Cold**
 ESS over the parameters / the process's wall time from its spawn to the end of its first
 fit (interpreter start, imports and compilation included), as a user's first run sees
 it. **Warm** = the same sampler run again in the same process with another seed: ESS /
-that call's seconds (Pyro: not run twice, its jit trace is ~1 s of minutes). Before any ESS/s is printed every run is checked: max R-hat
-<= 1.01 and every posterior mean within 4 combined MCSEs of the other samplers' pooled
-means; a run that fails is marked, not dropped.
+that call's seconds (Pyro: not run twice, its jit trace is ~1 s of minutes). Before any
+ESS/s is printed every run is checked: max R-hat <= 1.01 and every posterior mean within 4
+combined MCSEs of the other samplers' pooled means; a run that fails is marked, not
+dropped.
 
     python benchmarks/mcmc_fair.py [--seeds 5] [--samplers chees numpyro pyro]
                                    [--models "eight schools" "logistic regression"]
