@@ -25,6 +25,22 @@ def test_every_tutorial_is_listed_and_is_a_percent_notebook():
         assert text.count("# %% [markdown]") >= 3 and text.count("\n# %%\n") >= 3
 
 
+def test_the_docs_site_renders_each_tutorial_as_markdown():
+    import sys
+
+    sys.path.insert(0, str(TUTORIALS_DIR.parent))
+    try:
+        from _tutorials import percent_to_markdown
+    finally:
+        sys.path.pop(0)
+    for name in TUTORIALS:
+        text = (TUTORIALS_DIR / name).read_text()
+        page = percent_to_markdown(text)
+        assert not any(line.startswith("# %%") for line in page.splitlines())
+        assert "formats: py:percent" not in page  # the jupytext header is dropped
+        assert page.startswith("# ") and page.count("```python") == text.count("\n# %%\n")
+
+
 @pytest.mark.examples
 @pytest.mark.parametrize("name", TUTORIALS)
 def test_tutorial_runs_in_smoke_mode(name, tmp_path, monkeypatch, capsys):

@@ -34,7 +34,9 @@ def _array(values: Any) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ModeCoverage:
-    """Attributes:
+    """How many of a mixture's modes a sample covers (PacGAN's protocol).
+
+    Attributes:
         covered: Modes with at least one high-quality sample.
         num_modes: Modes in the mixture.
         high_quality: Share of samples within ``threshold`` standard deviations of their
@@ -66,8 +68,10 @@ def mode_coverage(samples: Any, modes: Any, std: float, *,
 
 @dataclass(frozen=True)
 class PrecisionRecall:
-    """Attributes (all in [0, 1] but density, whose expectation is 1 when the two sets
-    come from one distribution):
+    """k-NN precision and recall, density and coverage; all in [0, 1] but density, whose
+    expectation is 1 when the two sets come from one distribution.
+
+    Attributes:
         precision: Share of generated points inside the real data's k-NN balls.
         recall: Share of real points inside the generated points' k-NN balls.
         density: Mean number of real k-NN balls containing a generated point, over k.

@@ -336,7 +336,7 @@ class FitResult:
         config: The frozen engine config used.
         seed: The seed the fit ran under.
         history: Per-step scalars (``loss``; ``elbo`` for SVI; ``log_likelihood`` for EM).
-        samples: MCMC draws, constrained, each shaped (chain, draw, *site_shape); ``None``
+        samples: MCMC draws, constrained, each shaped ``(chain, draw, *site_shape)``; ``None``
             for optimisers.
         sample_stats: Per-draw MCMC statistics shaped (chain, draw): ``diverging``,
             ``step_size``, ``accept_prob``, ``potential_energy``.

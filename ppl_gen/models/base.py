@@ -95,7 +95,7 @@ def _has_pyro_samples(module: PyroModule) -> bool:
 class GenerativeModel(PyroModule):
     """Base class: ``model`` defines p(x, z); ``guide`` defines q(z | x).
 
-    Class attributes:
+    Attributes:
         observed: Name of the observed sample site (``"x"`` for density models, ``"y"`` for
             supervised models that condition on covariates ``x``).
         data_keys: Keyword data arguments the model needs when fitting.

@@ -393,7 +393,7 @@ class GAN(GenerativeModel):
 
     def gradient_penalty(self, real: Tensor, fake: Tensor,
                          labels: Tensor | None = None) -> Tensor:
-        """WGAN-GP's E (|grad_x C(x_hat)|_2 - 1)^2 at x_hat = e x + (1 - e) G(z),
+        """WGAN-GP's E (||grad_x C(x_hat)||_2 - 1)^2 at x_hat = e x + (1 - e) G(z),
         e ~ U(0, 1) per row (network space)."""
         weight = torch.rand(real.shape[0], 1, dtype=real.dtype, device=real.device)
         mixed = (weight * real + (1 - weight) * fake).detach().requires_grad_(True)
