@@ -525,31 +525,51 @@ def compile_cost() -> float:
                               else COMPILE_STARTUP_SECONDS)
 
 
+#: Tracing the leapfrog into an ATen graph (no Inductor) and checking it: 0.2-0.5 s. The
+#: graph replays the same ATen ops as eager Pyro (bit-identical draws) without the
+#: handlers' Python: ~1.5x faster per step (docs/benchmarks.md).
+TRACE_SECONDS = 0.5
+
+
 def maybe_compile(state: ChEESState, config: ChEESConfig, *, seconds_per_step: float,
                   remaining_steps: float) -> tuple[ChEESState, str]:
     """Compile the leapfrog (``compile="auto"``) only when it is expected to save time: the
-    eager cost of the remaining leapfrog steps against the compile cost. Returns the state
-    and a sentence saying what was decided and why."""
+    eager cost of the remaining leapfrog steps (plus the eager seconds this process has
+    already spent) against Inductor's compile cost. When Inductor does not pay but the run
+    is long enough, the step is traced into an ATen graph instead (cheap, same draws).
+    Returns the state and a sentence saying what was decided and why."""
     global _compiled_in_process
     reason = state.leapfrog.reason or ""
-    if not reason.startswith(("not compiled", "eager: the remaining")):
+    if not reason.startswith(("not compiled", "eager: the remaining", "traced: ")):
         return state, ""  # compiled already, or compile= said what to do
     cost = compile_cost()
     eager = seconds_per_step * remaining_steps
+    dense = _dense_layout(config, state.q.shape[1])
+    active = torch.ones(state.q.shape[0], 1, dtype=torch.bool, device=state.q.device)
+    args = (state.q, torch.zeros_like(state.q), state.grad, state.energy,
+            state.step_size.unsqueeze(-1), state.inv_mass, active)
+    name = f"the potential of {state.potential.problem.name!r}"
     if eager + _eager_seconds_in_process <= 2 * cost:
-        spent = (f" (and this process ran {_eager_seconds_in_process:.0f} s eagerly before)"
-                 if _eager_seconds_in_process >= 0.5 else "")
+        spent = (f" (and this process ran {_eager_seconds_in_process:.0f} s without "
+                 "Inductor before)" if _eager_seconds_in_process >= 0.5 else "")
+        if state.leapfrog.backend == "fx":
+            return state, ""  # traced already; Inductor still does not pay
+        if eager > 4 * TRACE_SECONDS:
+            traced = compile_function(_leapfrog(state.potential, dense), args,
+                                      backend="fx", fallback=True, name=name)
+            if traced.backend == "fx":
+                reason = (f"traced: the remaining ~{remaining_steps:.0f} leapfrog steps "
+                          f"cost ~{eager:.1f} s eagerly{spent}, Inductor ~{cost:.0f} s; "
+                          "the traced ATen graph (same draws) costs "
+                          f"{traced.compile_seconds:.1f} s")
+                return state._replace(leapfrog=traced.__class__(
+                    traced.fn, "fx", reason, traced.compile_seconds)), reason
         reason = (f"eager: the remaining ~{remaining_steps:.0f} leapfrog steps cost "
                   f"~{eager:.1f} s eagerly{spent}, compiling ~{cost:.0f} s")
         return state._replace(leapfrog=state.leapfrog.__class__(
             state.leapfrog.fn, "eager", reason, 0.0)), reason
-    dense = _dense_layout(config, state.q.shape[1])
-    active = torch.ones(state.q.shape[0], 1, dtype=torch.bool, device=state.q.device)
-    leapfrog = compile_function(
-        _leapfrog(state.potential, dense),
-        (state.q, torch.zeros_like(state.q), state.grad, state.energy,
-         state.step_size.unsqueeze(-1), state.inv_mass, active),
-        backend="auto", name=f"the potential of {state.potential.problem.name!r}")
+    leapfrog = compile_function(_leapfrog(state.potential, dense), args, backend="auto",
+                                name=name)
     if leapfrog.backend == "inductor":
         _compiled_in_process = True
     return state._replace(leapfrog=leapfrog), (
@@ -600,8 +620,8 @@ def _finish(problem: Problem, config: ChEESConfig, seed: int, state: ChEESState,
             records: dict[str, Any], base_info: dict[str, Any]) -> FitResult:
     global _eager_seconds_in_process
     kept, stats = records["kept"], records["stats"]
-    if state.leapfrog.backend == "eager" and (state.leapfrog.reason or "").startswith(
-            "eager: the remaining"):
+    if state.leapfrog.backend in ("eager", "fx") and (state.leapfrog.reason or "").startswith(
+            ("eager: the remaining", "traced: ")):
         _eager_seconds_in_process += time.perf_counter() - state.timer
     draws = torch.stack(kept, 1)  # (C, S, D)
     num_chains, num_draws = draws.shape[:2]

@@ -165,6 +165,26 @@ def test_auto_compiles_only_when_it_saves_time(monkeypatch):
     assert cheap.info["compile_decision"].startswith("compiled: the remaining")
 
 
+def test_a_run_that_inductor_does_not_pay_for_is_traced_with_the_same_draws(monkeypatch):
+    """When Inductor's compile would cost more than it saves but the run is long enough,
+    compile="auto" replays the traced ATen graph: the same ops as eager Pyro, so the draws
+    are bit-identical to compile=False."""
+    from ppl_gen.inference import chees
+
+    monkeypatch.setattr(chees, "compile_cost", lambda: 1e6)  # Inductor never pays
+    monkeypatch.setattr(chees, "TRACE_SECONDS", 1e-6)  # tracing always does
+    ds = ppl_gen.load_dataset("eight_schools")
+    model = ppl_gen.MODELS["eight_schools"].from_dataset(ds)
+    traced = ppl_gen.fit(model, ds, engine="chees", num_chains=4, num_warmup=30,
+                         num_samples=30, seed=3, device="cpu")
+    assert traced.info["compiled"] == "fx"
+    assert traced.info["compile_decision"].startswith("traced: the remaining")
+    eager = ppl_gen.fit(model, ds, engine="chees", num_chains=4, num_warmup=30,
+                        num_samples=30, seed=3, compile=False, device="cpu")
+    for name, value in eager.samples.items():
+        assert torch.equal(value, traced.samples[name]), name
+
+
 def test_the_compile_cost_counts_an_empty_inductor_cache(monkeypatch, tmp_path):
     """A first compile in a process with an empty disk cache pays every kernel's build
     (15.8 s against 6.2 s measured for eight schools): compile="auto" prices it so."""
