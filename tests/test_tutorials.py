@@ -1,5 +1,5 @@
 """Every tutorial in docs/tutorials runs top to bottom in smoke mode (issue 15; in the
-slow leg that CI runs: together they take ~45 s).
+slow leg that CI runs: together they take ~70 s).
 
 The tutorials are jupytext "percent" notebooks: plain Python files that Jupyter opens as
 notebooks (with jupytext) and that run as scripts. ``PPL_GEN_SMOKE=1`` shrinks every
@@ -15,7 +15,8 @@ import pytest
 
 TUTORIALS_DIR = Path(__file__).resolve().parents[1] / "docs" / "tutorials"
 TUTORIALS = ["01_coin_flips_to_nade.py", "02_em_against_the_closed_form.py",
-             "03_vae_bounds_and_the_amortization_gap.py", "04_when_to_trust_vi.py"]
+             "03_vae_bounds_and_the_amortization_gap.py", "04_when_to_trust_vi.py",
+             "05_gans_and_diffusion.py"]
 
 
 def test_every_tutorial_is_listed_and_is_a_percent_notebook():
@@ -42,7 +43,7 @@ def test_the_docs_site_renders_each_tutorial_as_markdown():
         assert page.startswith("# ") and page.count("```python") == text.count("\n# %%\n")
 
 
-@pytest.mark.slow  # ~45 s together: CI runs them (pytest -m slow), the default suite not
+@pytest.mark.slow  # ~70 s together: CI runs them (pytest -m slow), the default suite not
 @pytest.mark.examples
 @pytest.mark.parametrize("name", TUTORIALS)
 def test_tutorial_runs_in_smoke_mode(name, tmp_path, monkeypatch, capsys):
