@@ -51,7 +51,7 @@ def test_user_pyro_function_is_first_class():
 
     result = ppl_gen.fit(model, {"y": y}, engine="svi", guide=guide, num_steps=3000,
                          learning_rate=0.05, final_learning_rate=5e-4, num_particles=4,
-                         device="cpu")
+                         vectorize_particles=True, device="cpu")
     post_mean, post_sd = float(y.sum() / (len(y) + 1)), (1 / (len(y) + 1)) ** 0.5
     with param_scope(result.param_state):
         loc, scale = pyro.param("loc").item(), pyro.param("scale").item()
@@ -218,6 +218,7 @@ def _plain_mean(y):
         pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
 
+@pytest.mark.slow  # ~9 s: CI runs it (pytest -m slow)
 def test_parallel_runs_agree_on_one_optimum_and_flag_two():
     """Dhaka et al.'s parallel optimisations: on a unimodal posterior the runs' guides agree
     (R-hat across them ~1); on a two-mode posterior different seeds find different modes, so

@@ -15,7 +15,7 @@ def trained():
     fitted = {}
     for flow in FLOWS:
         model = NormalizingFlow(2, flow=flow, num_transforms=4, hidden_dims=(32, 32)).double()
-        ppl_gen.fit(model, data, engine="svi", num_steps=400, learning_rate=5e-3,
+        ppl_gen.fit(model, data, engine="svi", num_steps=200, learning_rate=1e-2,
                     device="cpu")
         fitted[flow] = model.eval()
     return data, fitted
