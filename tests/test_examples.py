@@ -14,8 +14,8 @@ EXAMPLES = ["gmm_em_svi_nuts.py", "ppca_em.py", "eight_schools_vi_vs_mcmc.py",
 
 
 #: Examples whose smoke runs take 15-22 s: in the slow leg (CI runs it), to keep the
-#: default suite under 10 minutes; tutorials 01 and 04 cover the same ground.
-SLOW = {"eight_schools_vi_vs_mcmc.py", "explicit_density.py"}
+#: default suite under 10 minutes; tutorials 01, 02 and 04 cover the same ground.
+SLOW = {"eight_schools_vi_vs_mcmc.py", "explicit_density.py", "gmm_em_svi_nuts.py"}
 
 
 @pytest.mark.examples

@@ -59,7 +59,7 @@ def test_nuts_recovers_the_exact_conjugate_posterior():
     model = ppl_gen.MODELS["linear_regression"].from_dataset(ds).double()
     mean, cov = model.exact_posterior(ds["x"], ds["y"])
     result = ppl_gen.fit(model, ds, engine="nuts", num_warmup=300, num_samples=500,
-                         num_chains=2, seed=0, device="cpu")
+                         num_chains=2, seed=0, jit_compile=True, device="cpu")
     chains = torch.cat([result.samples["weight"], result.samples["bias"][..., None]], -1)
     chains = chains.numpy()
     sd = cov.diag().sqrt().numpy()

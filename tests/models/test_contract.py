@@ -15,10 +15,16 @@ from ppl_gen.models import DEFAULT_DATASETS, MODELS, GenerativeModel, build_mode
 NAMES = sorted(MODELS)
 
 
+#: Smaller settings where a model's default size only makes the contract slow to check:
+#: DDPM's chain has T latent sites (1,000 by default: 12 s for the draw-evaluation check).
+SMALL_OPTIONS = {"ddpm": {"num_steps": 20}}
+
+
 def _small(name):
     ds = load_dataset(DEFAULT_DATASETS[name])
     n = min(ds.num_data, 16)
-    return build_model(name, ds), {k: v[:n] for k, v in ds.tensors.items()}
+    return (build_model(name, ds, **SMALL_OPTIONS.get(name, {})),
+            {k: v[:n] for k, v in ds.tensors.items()})
 
 
 @pytest.mark.parametrize("name", NAMES)
