@@ -42,15 +42,24 @@ from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
 from .._rng import seeded
-from ..nn import check_data_range, from_unit, log_jacobian, to_unit
+from ..nn import (
+    TimeEmbedding,
+    UNet,
+    check_data_range,
+    from_unit,
+    image_shape_for,
+    log_jacobian,
+    to_unit,
+)
 from .base import GenerativeModel, continuous_data
 
 __all__ = ["DDPM", "beta_schedule", "DDPMBound", "DiscretizedNormal", "SCHEDULES",
-           "DDPM_OBJECTIVES", "DECODERS"]
+           "DDPM_OBJECTIVES", "DECODERS", "DENOISERS"]
 
 SCHEDULES = ("linear", "cosine")
 DDPM_OBJECTIVES = ("elbo", "ddpm_rb", "ddpm_simple")
 DECODERS = ("gaussian", "discretized")
+DENOISERS = ("mlp", "unet")
 
 
 class DiscretizedNormal(dist.TorchDistribution):
@@ -115,26 +124,12 @@ def beta_schedule(name: str, num_steps: int) -> Tensor:
     return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
 
 
-class _TimeEmbedding(nn.Module):
-    """Sinusoidal embedding of the timestep (Vaswani et al. 2017, as in DDPM)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        half = dim // 2
-        frequencies = torch.exp(-math.log(10000.0) * torch.arange(half) / max(half - 1, 1))
-        self.register_buffer("frequencies", frequencies)
-
-    def forward(self, t: Tensor) -> Tensor:
-        angles = t.unsqueeze(-1).to(self.frequencies.dtype) * self.frequencies
-        return torch.cat([angles.sin(), angles.cos()], -1)
-
-
 class _Denoiser(nn.Module):
     """eps_theta(x_t, t): an MLP on [x_t, embed(t)] with SiLU activations."""
 
     def __init__(self, dim: int, hidden_dims: tuple[int, ...], embedding_dim: int) -> None:
         super().__init__()
-        self.embed = _TimeEmbedding(embedding_dim)
+        self.embed = TimeEmbedding(embedding_dim)
         layers: list[nn.Module] = []
         width = dim + 2 * (embedding_dim // 2)
         for hidden in hidden_dims:
@@ -146,6 +141,32 @@ class _Denoiser(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         embedding = self.embed(t).to(x.dtype).expand(*x.shape[:-1], -1)
         return self.net(torch.cat([x, embedding], -1))
+
+
+def _make_denoiser(denoiser: nn.Module | str | None, dim: int, hidden_dims: tuple[int, ...],
+                   embedding_dim: int, image_shape: tuple[int, ...] | None,
+                   unet_channels: tuple[int, ...]) -> nn.Module:
+    if isinstance(denoiser, nn.Module):
+        if image_shape is not None:
+            raise ValueError("image_shape applies to denoiser='unet' only; leave it out "
+                             "with your own denoiser module")
+        return denoiser
+    if denoiser not in (None, *DENOISERS):
+        raise ValueError(f"unknown denoiser {denoiser!r}; valid values are "
+                         f"{', '.join(map(repr, DENOISERS))} or your own eps_theta(x, t) "
+                         "module")
+    if denoiser == "unet":
+        if image_shape is not None and len(image_shape) == 3:
+            shape = tuple(int(v) for v in image_shape)
+            if math.prod(shape) != dim:
+                raise ValueError(f"image_shape {shape} does not have dim={dim} values")
+        else:
+            shape = image_shape_for(dim, None if image_shape is None else tuple(image_shape))
+        return UNet(shape, unet_channels, embedding_dim=embedding_dim)
+    if image_shape is not None:
+        raise ValueError("image_shape is for denoiser='unet'; pass denoiser='unet' with it, "
+                         "or leave it out")
+    return _Denoiser(dim, hidden_dims, embedding_dim)
 
 
 class DDPMBound(NamedTuple):
@@ -164,17 +185,23 @@ class DDPMBound(NamedTuple):
 
 
 class DDPM(GenerativeModel):
-    """A DDPM with an MLP noise predictor.
+    """A DDPM with an MLP or U-Net noise predictor.
 
     Arguments:
         dim: Data dimensions D.
         num_steps: T.
         schedule: ``"linear"`` or ``"cosine"`` betas.
-        hidden_dims: Widths of the noise predictor.
+        hidden_dims: Widths of the MLP noise predictor.
         embedding_dim: Width of the sinusoidal time embedding.
         data_range: (low, high) of the data, mapped to [-1, 1] (images); ``None`` keeps the
             data as they are (2-D points, standardised tables).
-        denoiser: Your own eps_theta(x, t) module instead (e.g. the closed-form optimum).
+        denoiser: ``"mlp"`` (the default: an MLP on [x_t, embed(t)], for points and
+            tables), ``"unet"`` (a small U-Net, :class:`ppl_gen.nn.UNet`, for images), or
+            your own eps_theta(x, t) module (e.g. the closed-form optimum).
+        image_shape: (H, W) or (C, H, W) of the images for ``denoiser="unet"`` (default:
+            the square of ``dim``; ``from_dataset`` reads it from the data).
+        unet_channels: Feature channels per resolution of the U-Net (each entry after the
+            first halves the resolution).
         decoder: ``"gaussian"`` (a density on continuous or dequantised data) or
             ``"discretized"`` (images whose pixels take ``num_levels`` evenly spaced values
             on ``data_range``: the bound is then on the discrete data, in bits per pixel,
@@ -197,8 +224,9 @@ class DDPM(GenerativeModel):
     def __init__(self, dim: int, num_steps: int = 1000, *, schedule: str = "linear",
                  hidden_dims: tuple[int, ...] = (128, 128, 128), embedding_dim: int = 32,
                  data_range: tuple[float, float] | None = None,
-                 denoiser: nn.Module | None = None, decoder: str = "gaussian",
-                 num_levels: int | None = None) -> None:
+                 denoiser: nn.Module | str | None = None, decoder: str = "gaussian",
+                 num_levels: int | None = None, image_shape: tuple[int, ...] | None = None,
+                 unet_channels: tuple[int, ...] = (16, 32, 32)) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
@@ -231,8 +259,8 @@ class DDPM(GenerativeModel):
                             ("abar_prev", abar_prev),
                             ("posterior_var", betas * (1 - abar_prev) / (1 - abar))):
             self.register_buffer(name, value.to(dtype))
-        self.denoiser = denoiser if denoiser is not None else _Denoiser(
-            dim, tuple(hidden_dims), embedding_dim)
+        self.denoiser = _make_denoiser(denoiser, dim, tuple(hidden_dims), embedding_dim,
+                                       image_shape, tuple(unet_channels))
 
     @classmethod
     def from_dataset(cls, dataset: Any, **kwargs: Any) -> DDPM:
@@ -241,6 +269,8 @@ class DDPM(GenerativeModel):
                                      "p(x_0 | x_1) for continuous data")
         if "image_shape" in meta:
             kwargs.setdefault("data_range", (float(x.min()), float(x.max())))
+            if kwargs.get("denoiser") == "unet":
+                kwargs.setdefault("image_shape", tuple(meta["image_shape"]))
         return cls(x.shape[-1], **kwargs)
 
     def _check_x(self, x: Tensor) -> None:
@@ -283,11 +313,14 @@ class DDPM(GenerativeModel):
             + (alpha.sqrt() * (1 - abar_prev) / (1 - abar)) * xt
         return mean, self.posterior_var[i].unsqueeze(-1).expand_as(mean)
 
-    def p_mean(self, xt: Tensor, t: Tensor) -> Tensor:
-        """mu_theta(x_t, t) from the predicted noise."""
+    def p_mean(self, xt: Tensor, t: Tensor, denoiser: nn.Module | None = None) -> Tensor:
+        """mu_theta(x_t, t) from the predicted noise (``denoiser``: ``self.denoiser``
+        looked up once by a caller that loops over timesteps: under Pyro each lookup of a
+        plain submodule emits a param message per tensor, ~1 ms for the U-Net)."""
         i = t - 1
         beta, alpha, abar = (v[i].unsqueeze(-1) for v in (self.betas, self.alphas, self.abar))
-        return (xt - beta / (1 - abar).sqrt() * self.denoiser(xt, t)) / alpha.sqrt()
+        eps = (self.denoiser if denoiser is None else denoiser)(xt, t)
+        return (xt - beta / (1 - abar).sqrt() * eps) / alpha.sqrt()
 
     def p_scale(self, t: Tensor) -> Tensor:
         """sigma_t = sqrt(beta_t)."""
@@ -317,16 +350,17 @@ class DDPM(GenerativeModel):
                                      "pass x")
                 pyro.factor(ddpm_objective, -self._objective(x0, ddpm_objective))
                 return None
+            denoiser = self.denoiser
             zeros = like.new_zeros(len(idx), self.dim)
             xt = pyro.sample(f"x_{self.num_steps}",
                              dist.Normal(zeros, torch.ones_like(zeros)).to_event(1))
             for t in range(self.num_steps, 1, -1):
                 steps = self._timesteps(t, xt)
                 xt = pyro.sample(f"x_{t - 1}", dist.Normal(
-                    self.p_mean(xt, steps), self.p_scale(steps).unsqueeze(-1)
+                    self.p_mean(xt, steps, denoiser), self.p_scale(steps).unsqueeze(-1)
                     .expand(*xt.shape)).to_event(1))
             steps = self._timesteps(1, xt)
-            mean = self.p_mean(xt, steps)
+            mean = self.p_mean(xt, steps, denoiser)
             scale = self.p_scale(steps).unsqueeze(-1).expand(*mean.shape)
             obs = None if x is None else x.index_select(0, idx)
             if self.data_range is None:
@@ -357,9 +391,10 @@ class DDPM(GenerativeModel):
                     beta.sqrt().expand(*previous.shape)).to_event(1))
 
     # --- objectives and the bound --------------------------------------------------------
-    def _kl_terms(self, x0: Tensor, t: Tensor, xt: Tensor) -> Tensor:
+    def _kl_terms(self, x0: Tensor, t: Tensor, xt: Tensor,
+                  denoiser: nn.Module | None = None) -> Tensor:
         """L_{t-1} (t >= 2) or L_0 (t = 1) per datum, network space."""
-        mean = self.p_mean(xt, t)
+        mean = self.p_mean(xt, t, denoiser)
         var = self.betas[t - 1].unsqueeze(-1)
         post_mean, post_var = self.q_posterior(x0, xt, t.clamp(min=2))
         kl = 0.5 * (torch.log(var / post_var) + (post_var + (post_mean - mean) ** 2) / var
@@ -396,7 +431,7 @@ class DDPM(GenerativeModel):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or \
                 num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-        rows = []
+        rows, denoiser = [], self.denoiser
         with seeded(seed):
             for start in range(0, x.shape[0], batch_size):
                 x0 = self._to_unit(x[start:start + batch_size])
@@ -406,7 +441,7 @@ class DDPM(GenerativeModel):
                     total = x0.new_zeros(x0.shape[0])
                     for _ in range(num_samples):
                         xt = self.q_sample(x0, steps, torch.randn_like(x0))
-                        total += self._kl_terms(x0, steps, xt)
+                        total += self._kl_terms(x0, steps, xt, denoiser)
                     terms[t - 1] = total / num_samples
                 terms[-1] = self._prior_term(x0)
                 rows.append(terms)
@@ -462,9 +497,10 @@ class DDPM(GenerativeModel):
         abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
         x = torch.randn(num_samples, self.dim, dtype=self.betas.dtype,
                         device=self.betas.device)
+        denoiser = self.denoiser
         for k in range(len(taus) - 1, -1, -1):
             t = torch.full((num_samples,), int(taus[k]), dtype=torch.long, device=x.device)
-            eps = self.denoiser(x, t)
+            eps = denoiser(x, t)
             if method == "ancestral":
                 alpha = abar[k] / abar_prev[k]
                 beta = 1 - alpha
