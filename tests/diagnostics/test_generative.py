@@ -68,3 +68,26 @@ def test_the_digit_classifier_and_the_measures_in_its_feature_space():
     assert result.precision > 0.9 and result.recall > 0.9
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         classifier.predict(torch.full((2, 784), 5.0))
+    with pytest.raises(ValueError, match="digit_classifier\\('digits'\\) for 8x8"):
+        classifier.predict(torch.rand(2, 64))
+
+
+def test_the_8x8_digit_classifier_separates_real_digits_from_noise():
+    """The same network on scikit-learn's 8x8 digits: accurate on the held-out split, and
+    in its feature space held-out digits are near the training digits, noise is far."""
+    import torch
+
+    from ppl_gen.diagnostics import class_coverage, digit_classifier, frechet_distance
+
+    classifier = digit_classifier("digits")
+    assert classifier is digit_classifier("digits")  # cached
+    test = ppl_gen.load_dataset("digits", split="test")
+    train = ppl_gen.load_dataset("digits", split="train")
+    accuracy = float((classifier.predict(test["x"]) == test["y"]).float().mean())
+    assert accuracy > 0.93, accuracy
+    assert class_coverage(test["x"], classifier=classifier)["classes"] == 10
+    real, held_out = classifier.embed(train["x"]), classifier.embed(test["x"])
+    noise = classifier.embed(torch.rand(359, 64))
+    assert frechet_distance(held_out, real) < 0.05 * frechet_distance(held_out, noise)
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        digit_classifier("cifar")
