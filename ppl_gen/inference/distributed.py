@@ -248,6 +248,75 @@ def chain_blocks(num_chains: int, world_size: int) -> list[int]:
     return [base + (r < extra) for r in range(world_size)]
 
 
+#: How :func:`merge_chain_infos` combines a key of the ranks' ``info``.
+_SUMMED = ("gradient_evaluations", "sampling_gradient_evaluations")
+_PER_CHAIN = ("step_size_per_chain",)
+_SLOWEST = ("wall_time",)
+#: Recomputed from the gathered draws' statistics, whatever the ranks said.
+_FROM_STATS = ("num_divergences", "divergences_per_chain", "mean_accept_prob")
+
+
+def _same(values: list[Any]) -> bool:
+    import numpy as np
+
+    first = values[0]
+    for value in values[1:]:
+        if isinstance(first, np.ndarray) or isinstance(value, np.ndarray):
+            if not np.array_equal(np.asarray(first), np.asarray(value)):
+                return False
+            continue
+        if torch.is_tensor(first) or torch.is_tensor(value):
+            if not (torch.is_tensor(first) and torch.is_tensor(value)
+                    and first.shape == value.shape and torch.equal(first.cpu(), value.cpu())):
+                return False
+            continue
+        try:
+            if bool(value != first):
+                return False
+        except (TypeError, ValueError, RuntimeError):  # arrays, odd objects: compare reprs
+            if repr(value) != repr(first):
+                return False
+    return True
+
+
+def merge_chain_infos(infos: list[dict[str, Any]], stats: dict[str, Any],
+                      blocks: list[int]) -> dict[str, Any]:
+    """One ``info`` for chains run as blocks on several ranks, key by key: divergences and
+    the acceptance rate recomputed from the gathered ``stats``; gradient counts summed (the
+    work of every batch); per-chain lists concatenated in chain order; the wall time of the
+    slowest rank; any other key kept once when every rank agrees, and otherwise rank 0's
+    value at the top level with every rank's under ``info["distributed"]["per_rank"][key]``
+    (a ChEES batch adapts its own trajectory length and metric: nothing is silently one
+    rank's)."""
+    info: dict[str, Any] = {}
+    per_rank: dict[str, list[Any]] = {}
+    keys = list(dict.fromkeys(k for i in infos for k in i))
+    for key in keys:
+        values = [i.get(key) for i in infos]
+        if key in _FROM_STATS or key == "distributed":
+            continue
+        if key in _SUMMED:
+            info[key] = int(sum(v or 0 for v in values))
+        elif key in _PER_CHAIN:
+            info[key] = [s for v in values for s in (v or [])]
+        elif key in _SLOWEST:
+            info[key] = max(float(v) for v in values if v is not None)
+        else:
+            info[key] = values[0]
+            if not _same(values):
+                per_rank[key] = values
+    if "diverging" in stats:
+        info["num_divergences"] = int(stats["diverging"].sum())
+        info["divergences_per_chain"] = stats["diverging"].sum(1).tolist()
+    if "accept_prob" in stats:
+        info["mean_accept_prob"] = float(stats["accept_prob"].mean())
+    info["distributed"] = {
+        "chains_per_rank": list(blocks),
+        "wall_time_per_rank": [float(i.get("wall_time", float("nan"))) for i in infos],
+        "per_rank": per_rank}
+    return info
+
+
 def run_chains(engine: Any, problem: Any, config: Any, seed: int,
                loop: dict[str, Any]) -> Any:
     """Run this rank's block of ``config.num_chains`` chains with ``engine`` (NUTS, HMC or
@@ -293,20 +362,7 @@ def run_chains(engine: Any, problem: Any, config: Any, seed: int,
              for k in mine["sample_stats"]}
     weights = np.asarray(blocks, dtype=float) / config.num_chains
     loss = sum(w * np.asarray(g["loss"]) for w, g in zip(weights, gathered))
-    infos = [g["info"] for g in gathered]
-    info = dict(infos[0])
-    info.update(
-        num_divergences=int(stats["diverging"].sum()),
-        divergences_per_chain=stats["diverging"].sum(1).tolist(),
-        step_size_per_chain=[s for i in infos for s in i.get("step_size_per_chain", [])],
-        mean_accept_prob=float(stats["accept_prob"].mean()),
-        wall_time=max(float(i["wall_time"]) for i in infos),
-        distributed={"world_size": group.world_size, "backend": group.backend,
-                     "chains_per_rank": blocks,
-                     "wall_time_per_rank": [float(i["wall_time"]) for i in infos]})
-    if "gradient_evaluations" in info:  # ChEES: the work of every batch together
-        for key in ("gradient_evaluations", "sampling_gradient_evaluations"):
-            info[key] = int(sum(i[key] for i in infos))
-        info["trajectory_length_per_rank"] = [i["trajectory_length"] for i in infos]
+    info = merge_chain_infos([g["info"] for g in gathered], stats, blocks)
+    info["distributed"].update(world_size=group.world_size, backend=group.backend)
     return FitResult(result.engine, problem, config, seed, {"loss": loss},
                      samples=samples, sample_stats=stats, info=info)

@@ -151,6 +151,46 @@ def test_nuts_chains_over_two_processes_are_the_one_process_chains(tmp_path):
     assert torch.equal(chees[0]["samples"]["tau"], chees[1]["samples"]["tau"])
     assert not torch.equal(chees[0]["samples"]["mu"][:4], chees[0]["samples"]["mu"][4:])
     assert len(chees[0]["info"]["diagnostics"]["e_bfmi_per_chain"]) == 8  # checked whole
+    # each batch adapted its own trajectory length: both ranks' values are kept
+    assert len(chees[0]["info"]["distributed"]["per_rank"]["trajectory_length"]) == 2
+
+
+def test_chain_infos_merge_key_by_key():
+    """Each key of the ranks' info is combined by its rule — recomputed from the gathered
+    draws, summed, concatenated, the slowest — and a value the ranks disagree on (each
+    ChEES batch adapts its own trajectory length and metric) is kept per rank, not
+    silently rank 0's."""
+    import numpy as np
+
+    from ppl_gen.inference.distributed import merge_chain_infos
+
+    infos = [{"num_divergences": 99, "gradient_evaluations": 1000,
+              "sampling_gradient_evaluations": 400, "step_size_per_chain": [0.1, 0.2],
+              "wall_time": 3.0, "trajectory_length": 1.5, "compiled": "traced",
+              "mass_matrix": torch.ones(2), "init": {"init": "pathfinder", "seconds": 0.2},
+              "kernel": "chees"},
+             {"num_divergences": 0, "gradient_evaluations": 1200,
+              "sampling_gradient_evaluations": 500, "step_size_per_chain": [0.3],
+              "wall_time": 5.0, "trajectory_length": 2.5, "compiled": "traced",
+              "mass_matrix": torch.full((2,), 2.0),
+              "init": {"init": "pathfinder", "seconds": 0.3}, "kernel": "chees",
+              "only_here": np.arange(3)}]
+    stats = {"diverging": np.array([[0, 1, 0], [0, 0, 0], [1, 1, 0]], dtype=bool),
+             "accept_prob": np.array([[0.5, 0.7, 0.9]] * 3)}
+    info = merge_chain_infos(infos, stats, [2, 1])
+    assert info["num_divergences"] == 3 and info["divergences_per_chain"] == [1, 0, 2]
+    assert info["mean_accept_prob"] == pytest.approx(0.7)
+    assert info["gradient_evaluations"] == 2200
+    assert info["sampling_gradient_evaluations"] == 900
+    assert info["step_size_per_chain"] == [0.1, 0.2, 0.3]
+    assert info["wall_time"] == 5.0
+    assert info["compiled"] == "traced" and info["kernel"] == "chees"  # agreed: kept once
+    per_rank = info["distributed"]["per_rank"]
+    assert set(per_rank) == {"trajectory_length", "mass_matrix", "init", "only_here"}
+    assert per_rank["trajectory_length"] == [1.5, 2.5] and info["trajectory_length"] == 1.5
+    assert per_rank["only_here"][0] is None
+    assert info["distributed"]["chains_per_rank"] == [2, 1]
+    assert info["distributed"]["wall_time_per_rank"] == [3.0, 5.0]
 
 
 def _no_plate(y):
