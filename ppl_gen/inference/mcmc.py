@@ -62,6 +62,7 @@ class MCMCState(NamedTuple):
     iteration: int
     init_info: dict | None = None
     rng: list[tuple] | None = None
+    readouts: list[KernelReadout] | None = None
 
 
 def _get_rng(device: torch.device) -> tuple:
@@ -118,7 +119,8 @@ def init(problem: Problem, config: MCMCConfig | None = None, seed: int = 0) -> M
         params.append(kernel.initial_params)
         streams.append(_get_rng(problem.device))  # the chain's own stream from here on
     pyro.set_rng_seed(seed)
-    return MCMCState(problem, config, kernels, params, 0, init_info, streams)
+    return MCMCState(problem, config, kernels, params, 0, init_info, streams,
+                     [KernelReadout(k) for k in kernels])
 
 
 def _pathfinder_starts(problem: Problem, num_chains: int, seed: int
@@ -146,26 +148,65 @@ def _pathfinder_starts(problem: Problem, num_chains: int, seed: int
     return starts, {"init": "pathfinder", "seconds": time.perf_counter() - started, **found}
 
 
-def _chain_step(kernel: MCMCKernel, params: dict[str, Tensor], warmup: bool
-                ) -> tuple[dict[str, Tensor], dict[str, float]]:
-    # Pyro keeps per-iteration statistics only as running aggregates; read them around the
-    # call. (_divergences, _mean_accept_prob and _t are private to HMC/NUTS.)
-    divergences_before = len(kernel._divergences)
-    t_before, mean_before = kernel._t, kernel._mean_accept_prob
-    step_size = float(kernel.step_size)
-    params = kernel.sample(params)
-    n = kernel._t - kernel._warmup_steps if kernel._t > kernel._warmup_steps else kernel._t
-    if n <= 1 or (not warmup and t_before == kernel._warmup_steps):
-        accept = kernel._mean_accept_prob
-    else:
-        accept = kernel._mean_accept_prob * n - mean_before * (n - 1)
-    stats = {
-        "diverging": float(len(kernel._divergences) > divergences_before),
-        "accept_prob": float(min(max(accept, 0.0), 1.0)),
-        "step_size": step_size,
-        "potential_energy": float(kernel._potential_energy_last),
-    }
-    return params, stats
+#: The private fields of Pyro's HMC/NUTS that hold what one iteration did (Pyro keeps its
+#: per-iteration statistics only as running aggregates, and its public ``logging()`` rounds
+#: the acceptance rate to 3 decimals). :class:`KernelReadout` is the one place that reads
+#: them; ``tests/inference/test_mcmc.py`` checks its numbers against Pyro's public
+#: ``diagnostics()`` and ``logging()`` on the installed Pyro.
+PRIVATE_FIELDS = ("_divergences", "_t", "_warmup_steps", "_mean_accept_prob",
+                  "_potential_energy_last")
+
+
+class KernelReadout:
+    """What one iteration of a Pyro HMC/NUTS kernel did: diverged or not, its acceptance
+    probability, step size and potential energy.
+
+    Reads :data:`PRIVATE_FIELDS` when the installed Pyro has them (checked once, at
+    construction). A Pyro without them still runs: divergences come from the public
+    ``kernel.diagnostics()``, the potential energy from ``kernel.potential_fn`` (one extra
+    evaluation per iteration), and the acceptance probability is NaN — ``fallback`` says
+    why, and ``fit`` records it in ``info["kernel_readout"]``.
+    """
+
+    def __init__(self, kernel: MCMCKernel) -> None:
+        self.kernel = kernel
+        missing = [f for f in PRIVATE_FIELDS if not hasattr(kernel, f)]
+        self.fallback = (None if not missing else
+                         f"this Pyro's {type(kernel).__name__} lacks {', '.join(missing)}: "
+                         "per-iteration acceptance probabilities are not available (NaN); "
+                         "divergences and energies come from its public interface")
+        self._divergences = 0
+
+    def step(self, params: dict[str, Tensor], warmup: bool
+             ) -> tuple[dict[str, Tensor], dict[str, float]]:
+        kernel = self.kernel
+        step_size = float(kernel.step_size)
+        if self.fallback is not None:
+            params = kernel.sample(params)
+            try:
+                total = len(kernel.diagnostics()["divergences"])
+            except ZeroDivisionError:  # its acceptance rate, at the end of warmup
+                total = self._divergences
+            diverged, self._divergences = total > self._divergences, total
+            with torch.no_grad():
+                potential = float(kernel.potential_fn(params))
+            return params, {"diverging": float(diverged), "accept_prob": float("nan"),
+                            "step_size": step_size, "potential_energy": potential}
+        divergences_before = len(kernel._divergences)
+        t_before, mean_before = kernel._t, kernel._mean_accept_prob
+        params = kernel.sample(params)
+        # Pyro's running mean restarts when sampling begins: unroll it to this iteration
+        n = kernel._t - kernel._warmup_steps if kernel._t > kernel._warmup_steps else kernel._t
+        if n <= 1 or (not warmup and t_before == kernel._warmup_steps):
+            accept = kernel._mean_accept_prob
+        else:
+            accept = kernel._mean_accept_prob * n - mean_before * (n - 1)
+        return params, {
+            "diverging": float(len(kernel._divergences) > divergences_before),
+            "accept_prob": float(min(max(accept, 0.0), 1.0)),
+            "step_size": step_size,
+            "potential_energy": float(kernel._potential_energy_last),
+        }
 
 
 def step(state: MCMCState) -> tuple[MCMCState, StepInfo]:
@@ -174,10 +215,10 @@ def step(state: MCMCState) -> tuple[MCMCState, StepInfo]:
     warmup = state.iteration < state.config.num_warmup
     new_params, per_chain = [], []
     device = state.problem.device
-    for chain, (kernel, params) in enumerate(zip(state.kernels, state.params)):
+    for chain, (readout, params) in enumerate(zip(state.readouts, state.params)):
         if state.rng is not None:
             _set_rng(state.rng[chain], device)
-        params, stats = _chain_step(kernel, params, warmup)
+        params, stats = readout.step(params, warmup)
         if state.rng is not None:
             state.rng[chain] = _get_rng(device)
         new_params.append(params)
@@ -221,6 +262,9 @@ def _finish(problem: Problem, config: MCMCConfig, seed: int, state: MCMCState,
             "divergences_per_chain": sample_stats["diverging"].sum(1).tolist(),
             "step_size_per_chain": [float(k.step_size) for k in state.kernels],
             "mean_accept_prob": float(sample_stats["accept_prob"].mean())}
+    fallback = state.readouts[0].fallback if state.readouts else None
+    if fallback is not None:
+        info["kernel_readout"] = fallback
     history = {"loss": sample_stats["potential_energy"].mean(0)}
     return FitResult(config.kernel, problem, config, seed, history, samples=samples,
                      sample_stats=sample_stats, info=info)

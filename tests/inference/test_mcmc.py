@@ -108,6 +108,49 @@ def test_step_layer():
     assert state.iteration == 1 and info.extras["accept_prob"].shape == (3,)
 
 
+def test_the_kernel_readout_agrees_with_pyros_public_numbers():
+    """The per-iteration statistics read from Pyro's private fields, checked on the
+    installed Pyro against what it reports publicly: the acceptance probabilities of the
+    sampling iterations average to ``logging()``'s running mean (printed to 3 decimals),
+    the divergences are ``diagnostics()``'s, the energy is ``potential_fn`` at the draw.
+    The public fallback (for a Pyro without those fields) gives the same divergences and
+    energies, and NaN acceptance probabilities with the reason."""
+    ds = ppl_gen.load_dataset("eight_schools")
+    model = ppl_gen.MODELS["eight_schools_centered"].from_dataset(ds)  # diverges
+    problem = make_problem(model, ds, device="cpu")
+    config = MCMCConfig(num_warmup=20, num_samples=40, num_chains=1, max_tree_depth=5,
+                        target_accept_prob=0.6)  # short trees: cheap, and it diverges
+    state = mcmc.init(problem, config, seed=0)
+    readout = state.readouts[0]
+    assert readout.fallback is None  # this Pyro has every field
+    accept, diverging = [], 0
+    for i in range(60):
+        state, info = mcmc.step(state)
+        kernel = state.kernels[0]
+        with torch.no_grad():
+            potential = float(kernel.potential_fn(state.params[0]))
+        assert info.extras["potential_energy"][0] == pytest.approx(potential, rel=1e-5,
+                                                                   abs=1e-5)
+        if i >= config.num_warmup:
+            accept.append(info.extras["accept_prob"][0])
+            diverging += int(info.extras["diverging"][0])
+    assert abs(np.mean(accept) - float(kernel.logging()["acc. prob"])) <= 5e-4 + 1e-9
+    assert diverging == len(kernel.diagnostics()["divergences"]) > 0
+
+    state = mcmc.init(problem, config, seed=0)
+    readout = state.readouts[0]
+    readout.fallback = "forced, for the test"
+    diverging = 0
+    for _ in range(30):
+        state, info = mcmc.step(state)
+        assert np.isnan(info.extras["accept_prob"][0])
+        with torch.no_grad():
+            potential = float(state.kernels[0].potential_fn(state.params[0]))
+        assert info.extras["potential_energy"][0] == pytest.approx(potential, rel=1e-6)
+        diverging += int(info.extras["diverging"][0])
+    assert diverging == len(state.kernels[0].diagnostics()["divergences"])
+
+
 def test_model_without_latents_is_rejected():
     ds = ppl_gen.load_dataset("gaussian_mixture")
     with pytest.raises(ValueError, match="no latent sample sites.*bayesian_gmm"):
