@@ -782,7 +782,68 @@ def _elbo_trend(losses: np.ndarray, fraction: int = 10) -> dict[str, Any] | None
             "relative_gain": gain / max(abs(float(last.mean())), 1e-12)}
 
 
+#: A final loss this much above the best (relative to |best| + 1), and 3 standard errors
+#: above it, means the run diverged.
+LOSS_RISE_LIMIT = 0.01
+
+
+def _loss_rise(losses: np.ndarray, fraction: int = 10) -> dict[str, Any] | None:
+    """How far the last ``1/fraction`` of the run's loss sits above the best window after
+    the first, with its standard error from batch means: a run whose loss blew up (too
+    large a learning rate) ends far above where it had been."""
+    window = len(losses) // fraction
+    if window < 20:
+        return None
+    means = [losses[k * window:(k + 1) * window].mean() for k in range(fraction)]
+    best = int(np.argmin(means[1:-1])) + 1
+    last = losses[-window:]
+    best_part = losses[best * window:(best + 1) * window]
+
+    def se(x: np.ndarray) -> float:
+        batches = np.array_split(x, 10)
+        return float(np.std([b.mean() for b in batches], ddof=1) / math.sqrt(10))
+
+    rise = float(last.mean() - best_part.mean())
+    if not math.isfinite(rise):
+        return None
+    return {"loss_rise": rise, "loss_rise_se": math.hypot(se(last), se(best_part)),
+            "best_loss": float(best_part.mean()), "best_loss_step": best * window,
+            "final_window_loss": float(last.mean())}
+
+
 def convergence(state: SVIState, records: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The convergence checks of an SVI run; see :func:`_convergence`. Every run is also
+    checked for a loss that rose well above its best (the optimisation diverged): that
+    message takes precedence."""
+    out = _convergence(state, records, seed)
+    rise, message = loss_rise_check(np.asarray(records["loss"], dtype=float),
+                                    state.config.learning_rate)
+    if rise is not None:
+        out.update(rise)
+    if message is not None:
+        out["converged"], out["message"] = False, message
+    return out
+
+
+def loss_rise_check(losses: np.ndarray, learning_rate: float
+                    ) -> tuple[dict[str, Any] | None, str | None]:
+    """:func:`_loss_rise` and, when the final loss sits more than 3 standard errors and
+    ``LOSS_RISE_LIMIT`` x (|best| + 1) above the best window, the warning that names the
+    fix."""
+    rise = _loss_rise(losses)
+    if rise is None or not (rise["loss_rise"] > 3 * rise["loss_rise_se"] and
+                            rise["loss_rise"] > LOSS_RISE_LIMIT * (abs(rise["best_loss"])
+                                                                   + 1.0)):
+        return rise, None
+    return rise, (
+        f"the optimisation was unstable or diverged: the loss rose from "
+        f"{rise['best_loss']:.4g} (around step {rise['best_loss_step']}) to "
+        f"{rise['final_window_loss']:.4g} over the last tenth of the run, so the fitted "
+        f"parameters are worse than they were; lower learning_rate (e.g. "
+        f"learning_rate={learning_rate / 10:g}) or use optimizer='clipped_adam'.")
+
+
+def _convergence(state: SVIState, records: dict[str, Any], seed: int) -> dict[str, Any]:
     """Iterate averaging and the convergence check of an SVI run (``info["convergence"]``).
 
     For guides of global latents: the parameters become the average of the last window's
