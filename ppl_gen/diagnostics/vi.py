@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceEnum_ELBO
@@ -51,6 +50,7 @@ from ..inference.base import (
     max_plate_nesting,
     param_scope,
 )
+from ..traces.outer import outer_dim, sum_to_outer, under_outer_plate
 from ..traces.sites import element_label as _label
 from .convert import psis_smooth
 
@@ -123,13 +123,10 @@ def _vectorised_chunk(result: FitResult, num: int, nesting: int
     """``num`` guide draws and their log-weights in one pass, the draws under an outer
     plate left of every model plate (Pyro's ``vectorized_importance_weights``)."""
     problem = result.problem
-    dim = -nesting - 1
+    dim = outer_dim(nesting)
 
     def vectorise(fn: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapped(**kwargs: Any) -> Any:
-            with pyro.plate(_PARTICLES, num, dim=dim):
-                return fn(**kwargs)
-        return wrapped
+        return under_outer_plate(fn, _PARTICLES, num, nesting)
 
     with poutine.block():
         guide_trace = poutine.trace(vectorise(result.guide)).get_trace(**problem.data)
@@ -147,15 +144,10 @@ def _vectorised_chunk(result: FitResult, num: int, nesting: int
             # draws anywhere but the outer plate's dim did not broadcast over them.
             log_prob = site["fn"].log_prob(site["value"])
             check_site_shape({**site, "log_prob": log_prob}, -dim)
-            if log_prob.dim() > -dim:  # dims left of the draws' plate: it did not broadcast
-                raise ValueError(f"site {site['name']!r} has log-density shape "
-                                 f"{tuple(log_prob.shape)}, more dims than its plates")
-            log_prob = log_prob * site.get("scale", 1.0)
-            full = log_prob.reshape((1,) * max(0, -dim - log_prob.dim()) + log_prob.shape)
-            moved = full.movedim(dim, 0)
-            if moved.shape[0] != num:  # a site that does not depend on the draws
-                moved = moved.expand(num, *moved.shape[1:])
-            total = total + moved.reshape(num, -1).sum(-1).double()
+            # dims left of the draws' plate: it did not broadcast (strict)
+            log_prob = sum_to_outer(log_prob * site.get("scale", 1.0), nesting, num,
+                                    name=site["name"], strict=True)
+            total = total + log_prob.double()
         return total
 
     log_q = per_draw(guide_trace, observed_ok=False)

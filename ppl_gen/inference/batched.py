@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.ops.contract import contract_to_tensor
@@ -21,6 +20,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 from torch.distributions import biject_to
 
+from ..traces.outer import sum_to_outer, under_outer_plate
 from .base import Problem, enumerated_sites, latent_sites, max_plate_nesting
 
 __all__ = ["BatchedPotential", "VectorizationError"]
@@ -121,8 +121,8 @@ class BatchedPotential:
         model = poutine.condition(self.problem.model, data=values)
         if self.enumerated:
             model = poutine.enum(model, first_available_dim=-(self.nesting + 2))
-        with pyro.plate(_CHAINS, num_chains, dim=-(self.nesting + 1)):
-            trace = poutine.trace(model).get_trace(**self.problem.data)
+        trace = poutine.trace(under_outer_plate(model, _CHAINS, num_chains, self.nesting)
+                              ).get_trace(**self.problem.data)
         if self.enumerated:
             terms["_enumerated_joint"] = _contract_to_chains(trace, num_chains)
             return terms
@@ -133,7 +133,7 @@ class BatchedPotential:
             scale = site["scale"]
             if site["mask"] is not None:
                 log_prob = log_prob.masked_fill(~site["mask"], 0.0)
-            terms[name] = _per_chain(log_prob, self.nesting, num_chains) * scale
+            terms[name] = sum_to_outer(log_prob, self.nesting, num_chains) * scale
         return terms
 
     def __call__(self, q: Tensor) -> Tensor:
@@ -194,12 +194,3 @@ def _contract_to_chains(trace: Any, num_chains: int) -> Tensor:
     joint = contract_to_tensor(factors, enum_dims,
                                target_ordinal=frozenset([chains] if present else []))
     return joint.reshape(-1).expand(num_chains)
-
-
-def _per_chain(log_prob: Tensor, nesting: int, num_chains: int) -> Tensor:
-    """Sum a site's log-density over everything but the chain dimension -> (C,)."""
-    if log_prob.dim() < nesting + 1:
-        return log_prob.sum().expand(num_chains)
-    moved = torch.movedim(log_prob, -(nesting + 1), 0)
-    total = moved.reshape(moved.shape[0], -1).sum(-1)
-    return total.expand(num_chains) if total.shape[0] == 1 else total

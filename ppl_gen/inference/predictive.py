@@ -12,12 +12,12 @@ from __future__ import annotations
 import warnings
 from typing import Any, NamedTuple
 
-import pyro
 import pyro.poutine as poutine
 import torch
 from torch import Tensor
 
 from .._rng import seeded_call
+from ..traces.outer import under_outer_plate
 from .base import Problem, enumerated_sites, max_plate_nesting
 
 __all__ = ["DrawEvaluation", "evaluate_draws", "draw_from_guide"]
@@ -83,12 +83,9 @@ def _vectorised(problem: Problem, draws: dict[str, Tensor], nesting: int, uncond
     base = _replicate(problem.model) if uncondition else problem.model
     model = poutine.condition(base, reshaped)
 
-    def vectorised(**kwargs: Any) -> Any:
-        with pyro.plate(_DRAW_PLATE, num, dim=-nesting - 1):
-            return model(**kwargs)
-
     with poutine.block():
-        return poutine.trace(vectorised).get_trace(**problem.data)
+        return poutine.trace(under_outer_plate(model, _DRAW_PLATE, num, nesting)
+                             ).get_trace(**problem.data)
 
 
 def _loop(problem: Problem, draws: dict[str, Tensor], uncondition: bool) -> list[poutine.Trace]:
@@ -223,12 +220,8 @@ def draw_from_guide(problem: Problem, guide: Any, num_samples: int, *, seed: int
     with param_scope(param_state):
         if vectorise and num_samples > 1:
             shapes = {n: tuple(model_trace.nodes[n]["value"].shape) for n in wanted}
-            nesting = max_plate_nesting(model_trace)
-
-            def batched(**kwargs: Any) -> Any:
-                with pyro.plate(_DRAW_PLATE, num_samples, dim=-nesting - 1):
-                    return guide(**kwargs)
-
+            batched = under_outer_plate(guide, _DRAW_PLATE, num_samples,
+                                        max_plate_nesting(model_trace))
             try:
                 with poutine.block():
                     trace = poutine.trace(batched).get_trace(**problem.data)

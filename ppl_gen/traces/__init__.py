@@ -6,8 +6,9 @@ Nothing here imports :mod:`ppl_gen.models`, :mod:`ppl_gen.inference` or
 """
 
 from .importance import MarginalEstimate, estimate_log_marginal
+from .outer import outer_dim, sum_to_outer, under_outer_plate
 from .sites import enumerated_sites, latent_sites, max_plate_nesting
 from .tracing import tracing
 
 __all__ = ["MarginalEstimate", "estimate_log_marginal", "latent_sites", "enumerated_sites",
-           "max_plate_nesting", "tracing"]
+           "max_plate_nesting", "tracing", "outer_dim", "under_outer_plate", "sum_to_outer"]

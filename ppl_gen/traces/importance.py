@@ -20,13 +20,13 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from .._rng import seeded_call
+from .outer import under_outer_plate
 
 __all__ = ["MarginalEstimate", "log_weights", "estimate_log_marginal"]
 
@@ -98,9 +98,11 @@ def log_weights(model: Callable[..., Any], guide: Callable[..., Any], data: Mapp
         max_plate_nesting: Plates the model nests (the particle plate goes outside them).
     """
     num_rows = _num_rows(data)
-    with pyro.plate(_PARTICLES, num_samples, dim=-(max_plate_nesting + 1)):
-        guide_trace = poutine.trace(guide).get_trace(**data)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(**data)
+    guide_trace = poutine.trace(under_outer_plate(guide, _PARTICLES, num_samples,
+                                                  max_plate_nesting)).get_trace(**data)
+    model_trace = poutine.trace(poutine.replay(
+        under_outer_plate(model, _PARTICLES, num_samples, max_plate_nesting),
+        trace=guide_trace)).get_trace(**data)
     total = torch.zeros(num_samples, num_rows)
     for trace, sign, role in ((model_trace, 1.0, "model"), (guide_trace, -1.0, "guide")):
         for site in trace.nodes.values():
