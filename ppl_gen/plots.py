@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .inference.base import FitResult  # noqa: E402
+from .traces.sites import element_label
 
 __all__ = ["plot_history", "plot_trace", "plot_pair", "plot_comparison", "save_figure",
            "scalar_draws", "plot_images", "plot_latent", "plot_elbo_terms",
@@ -37,9 +38,7 @@ def scalar_draws(samples: Mapping[str, Any], var_names: list[str] | None = None,
         shape = value.shape[2:]
         flat = value.reshape(*value.shape[:2], -1)
         for i in range(flat.shape[-1]):
-            index = ",".join(map(str, np.unravel_index(i, shape)))
-            label = f"{name}[{index}]" if shape else name
-            out[label] = flat[:, :, i]
+            out[element_label(name, shape, i)] = flat[:, :, i]
             if len(out) >= max_panels:
                 return out
     return out

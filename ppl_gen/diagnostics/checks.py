@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..traces.sites import element_label
 from .convert import ess, rhat
 
 __all__ = ["ReliabilityWarning", "check_draws", "nested_rhat", "e_bfmi", "THRESHOLDS"]
@@ -91,9 +92,7 @@ def _scalars(samples: Mapping[str, Any]) -> list[tuple[str, np.ndarray]]:
         picks = range(count) if count <= MAX_CHECKED else \
             np.linspace(0, count - 1, MAX_CHECKED).astype(int)
         for j in picks:
-            label = name if not shape else \
-                f"{name}[{', '.join(map(str, np.unravel_index(j, shape)))}]"
-            out.append((label, flat[..., j]))
+            out.append((element_label(name, shape, int(j)), flat[..., j]))
     return out
 
 

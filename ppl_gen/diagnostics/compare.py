@@ -22,6 +22,7 @@ from scipy.stats import wasserstein_distance
 from .._rng import seeded_call
 from ..inference.base import FitResult
 from ..inference.predictive import draw_from_guide, evaluate_draws
+from ..traces.sites import element_label
 from .checks import ReliabilityWarning
 from .convert import mcse
 from .summary import MAX_SUMMARY_SIZE
@@ -110,8 +111,7 @@ def _flatten(name: str, draws: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if not shape:
         return [(name, draws)]
     flat = draws.reshape(draws.shape[0], -1)
-    return [(f"{name}[{', '.join(map(str, np.unravel_index(i, shape)))}]", flat[:, i])
-            for i in range(flat.shape[1])]
+    return [(element_label(name, shape, i), flat[:, i]) for i in range(flat.shape[1])]
 
 
 def _check_same_problem(name: str, vi: Any, mcmc: Any) -> None:

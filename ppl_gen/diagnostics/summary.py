@@ -10,6 +10,7 @@ import numpy as np
 from .._rng import seeded_call
 from ..config import config_to_dict
 from ..inference.base import FitResult
+from ..traces.sites import element_label
 from .convert import arviz_summary, group_names, to_inference_data
 
 __all__ = ["summarize", "MAX_SUMMARY_SIZE"]
@@ -88,9 +89,8 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
                 values = np.asarray(posterior[name]).reshape(-1)
                 shape = posterior[name].shape[2:]
                 for flat, value in enumerate(values):
-                    index = np.unravel_index(flat, shape) if shape else ()
-                    label = f"{name}[{', '.join(map(str, index))}]" if shape else name
-                    parameters[label] = {"mean": float(value), "sd": None}
+                    parameters[element_label(name, tuple(shape), flat)] = {
+                        "mean": float(value), "sd": None}
         elif names:
             table = arviz_summary(idata, var_names=names)
             columns = ["mean", "sd", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
