@@ -268,6 +268,33 @@ def mixture_log_q(paths: list[PathResult], draws: Tensor) -> Tensor:
     return torch.logsumexp(parts, 0) - math.log(len(paths))
 
 
+def _start_config(num: int) -> PathfinderConfig:
+    # 100 L-BFGS iterations at most and 10 ELBO draws per iterate: a start needs to be in
+    # the typical set, not converged (posteriordb's paths took 24-103 iterations), and a
+    # funnel's unbounded density would otherwise take all 1,000 per path.
+    return PathfinderConfig(num_paths=4, draws_per_path=max(100, num), max_iterations=100,
+                            num_elbo_draws=10)
+
+
+def _start_paths(potential: BatchedPotential, generator: torch.Generator,
+                 config: PathfinderConfig) -> tuple[list[Any], Tensor, dict[str, Any]]:
+    paths = [p for p in (_run_path(potential, generator, config)
+                         for _ in range(config.num_paths)) if math.isfinite(p.elbo)]
+    if not paths:
+        raise FloatingPointError("every Pathfinder path failed")
+    pooled = torch.cat([p.draws for p in paths])
+    finite = torch.isfinite(torch.cat([p.log_p for p in paths]))
+    info = {"paths": len(paths), "failed_paths": config.num_paths - len(paths),
+            "gradient_evaluations": int(sum(p.evaluations for p in paths)),
+            "elbo": [p.elbo for p in paths]}
+    return paths, pooled[finite], info
+
+
+def _covariance(pooled: Tensor) -> Tensor:
+    centred = pooled - pooled.mean(0)
+    return centred.T @ centred / max(pooled.shape[0] - 1, 1)
+
+
 def initial_points(potential: BatchedPotential, num: int, generator: torch.Generator,
                    config: PathfinderConfig | None = None) -> tuple[Tensor, Tensor, dict]:
     """Starting points and an inverse metric for MCMC from Pathfinder (Zhang et al.
@@ -275,29 +302,25 @@ def initial_points(potential: BatchedPotential, num: int, generator: torch.Gener
     spread over the paths' draws (unconstrained, (num, D)), the pooled draws' covariance
     (D, D), and a summary of the paths. Paths that failed are skipped; if all fail the
     caller should fall back to its own starts."""
-    # 100 L-BFGS iterations at most and 10 ELBO draws per iterate: a start needs to be in
-    # the typical set, not converged (posteriordb's paths took 24-103 iterations), and a
-    # funnel's unbounded density would otherwise take all 1,000 per path.
-    config = config or PathfinderConfig(num_paths=4, draws_per_path=max(100, num),
-                                        max_iterations=100, num_elbo_draws=10)
-    paths = [p for p in (_run_path(potential, generator, config)
-                         for _ in range(config.num_paths)) if math.isfinite(p.elbo)]
-    if not paths:
-        raise FloatingPointError("every Pathfinder path failed")
-    pooled = torch.cat([p.draws for p in paths])
-    finite = torch.isfinite(torch.cat([p.log_p for p in paths]))
-    pooled = pooled[finite]
+    config = config or _start_config(num)
+    paths, pooled, info = _start_paths(potential, generator, config)
     # chain c starts from path c mod P, at a different draw of it
     per_path = [p.draws[torch.isfinite(p.log_p)] for p in paths]
     points = torch.stack([per_path[c % len(paths)][(c // len(paths))
                                                    % per_path[c % len(paths)].shape[0]]
                           for c in range(num)])
-    centred = pooled - pooled.mean(0)
-    cov = centred.T @ centred / max(pooled.shape[0] - 1, 1)
-    info = {"paths": len(paths), "failed_paths": config.num_paths - len(paths),
-            "gradient_evaluations": int(sum(p.evaluations for p in paths)),
-            "elbo": [p.elbo for p in paths]}
-    return points, cov, info
+    return points, _covariance(pooled), info
+
+
+def gaussian_start(potential: BatchedPotential, generator: torch.Generator
+                   ) -> tuple[Tensor, Tensor, dict]:
+    """The mean (D,) and covariance (D, D) of the pooled draws of a short multi-path
+    Pathfinder run (unconstrained space), and a summary of the paths: where an ADVI guide
+    starts (``SVIConfig.init="pathfinder"``)."""
+    _, pooled, info = _start_paths(potential, generator, _start_config(100))
+    if pooled.shape[0] < 2:
+        raise FloatingPointError("Pathfinder's draws all had non-finite densities")
+    return pooled.mean(0), _covariance(pooled), info
 
 
 def init(problem: Problem, config: PathfinderConfig | None = None, seed: int = 0

@@ -24,6 +24,7 @@ from pyro.infer import SVI
 from pyro.optim.clipped_adam import ClippedAdam
 from pyro.poutine.util import site_is_subsample
 
+from .._rng import preserved
 from ..config import SVIConfig
 from ..models.base import GenerativeModel
 from ..traces.sites import element_label as _label
@@ -247,8 +248,10 @@ _AUTOGUIDES = {
 }
 
 
-def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
-    """The guide named by ``config.guide`` (see :class:`~ppl_gen.config.SVIConfig`)."""
+def build_guide(problem: Problem, config: SVIConfig, seed: int = 0) -> Callable[..., Any]:
+    """The guide named by ``config.guide`` (see :class:`~ppl_gen.config.SVIConfig`); an
+    autoguide with ``config.init="pathfinder"`` starts at Pathfinder's Gaussian (how it
+    started: ``guide_start(guide)``)."""
     trace = problem.structure
     latents = latent_sites(trace)
     kind = config.guide
@@ -271,7 +274,12 @@ def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
     hidden = enumerated_sites(trace)
     target = poutine.block(problem.model, hide=hidden) if hidden else problem.model
     cls = _AUTOGUIDES[kind]
-    kwargs: dict[str, Any] = {"init_loc_fn": _init_loc}
+    start, how = None, {"init": "median"}
+    if config.init == "pathfinder" and kind in ("normal", "mvn", "lowrank"):
+        with preserved():  # the fit's own random stream is the same with either start
+            start, how = _pathfinder_start(problem, hidden, seed)
+    kwargs: dict[str, Any] = {"init_loc_fn": _init_loc if start is None
+                              else _start_loc(start["constrained"])}
     if kind in ("normal", "mvn", "lowrank"):
         kwargs["init_scale"] = config.init_scale
     if kind == "lowrank":
@@ -279,7 +287,115 @@ def build_guide(problem: Problem, config: SVIConfig) -> Callable[..., Any]:
     guide = cls(target, **kwargs)
     if problem.module is not None:
         guide.to(problem.device)
+    if start is not None:
+        _set_start_scales(problem, guide, kind, start)
+    guide.__dict__["_ppl_gen_start"] = how
     return guide
+
+
+def guide_start(guide: Any) -> dict[str, Any] | None:
+    """How ``build_guide`` started an autoguide (``info["init"]``), or ``None``."""
+    return getattr(guide, "__dict__", {}).get("_ppl_gen_start")
+
+
+#: Autoguides start at Pathfinder's Gaussian only up to this many unconstrained
+#: dimensions (the covariance is dense).
+MAX_START_DIM = 1000
+
+
+def _pathfinder_start(problem: Problem, hidden: list[str], seed: int
+                      ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Pathfinder's mean and covariance (unconstrained), their constrained sites and the
+    potential's layout — or ``None`` and why the guide starts at the prior median."""
+    import time
+
+    from .batched import BatchedPotential
+    from .pathfinder import gaussian_start
+
+    def fallback(reason: str) -> tuple[None, dict[str, Any]]:
+        return None, {"init": "median", "pathfinder_skipped": reason}
+
+    if problem.module is not None and problem.module.has_local_guide:
+        return fallback("the model has local latents (a code per datum)")
+    if hidden:
+        return fallback("the model has enumerated discrete sites")
+    started = time.perf_counter()
+    try:
+        potential = BatchedPotential(problem)
+        if potential.dim > MAX_START_DIM:
+            return fallback(f"{potential.dim} unconstrained dimensions (more than "
+                            f"{MAX_START_DIM})")
+        generator = torch.Generator(device=problem.device).manual_seed(seed)
+        with pyro.validation_enabled(False), torch.no_grad():
+            potential.check_vectorized(potential.initial(3, generator))
+            mean, cov, found = gaussian_start(potential, generator)
+            constrained = {k: v[0] for k, v in potential.constrain(mean[None]).items()}
+    except (ValueError, RuntimeError, FloatingPointError, NotImplementedError) as error:
+        return fallback(str(error).split("\n")[0])
+    if not (torch.isfinite(mean).all() and torch.isfinite(cov).all()):
+        return fallback("Pathfinder's draws were not finite")
+    layout, offset = {}, 0
+    for name, _, shape, _, _ in potential.sites:
+        layout[name] = (offset, shape)
+        offset += shape.numel()
+    return ({"mean": mean, "cov": cov, "constrained": constrained, "layout": layout},
+            {"init": "pathfinder", "seconds": time.perf_counter() - started, **found})
+
+
+def _start_loc(constrained: dict[str, torch.Tensor]) -> Callable[[dict], torch.Tensor]:
+    def init_loc(site: dict) -> torch.Tensor:
+        value = constrained.get(site["name"])
+        if value is None:
+            return _init_loc(site)
+        return value.reshape(site["fn"].shape())
+    return init_loc
+
+
+def _assign(module: Any, dotted: str, value: torch.Tensor, constraint: Any) -> None:
+    """Set a PyroParam in place (its unconstrained tensor, shared with Pyro's param
+    store once the guide has run), so the store and the module keep one value."""
+    *path, last = dotted.split(".")
+    for part in path:
+        module = getattr(module, part)
+    unconstrained = getattr(module, last + "_unconstrained")
+    unconstrained.data.copy_(torch.distributions.transform_to(constraint).inv(
+        value.to(unconstrained)).reshape(unconstrained.shape))
+
+
+def _set_start_scales(problem: Problem, guide: Any, kind: str, start: dict[str, Any]
+                      ) -> None:
+    """Give a freshly built autoguide Pathfinder's scales: the covariance's Cholesky factor
+    (mvn), its marginal sds (normal; lowrank's diagonal part)."""
+    with poutine.block(), torch.no_grad():
+        guide(**problem.data)  # creates the parameters (at the start's locations)
+    mean, cov, layout = start["mean"], start["cov"], start["layout"]
+    names = [n for n, _ in guide.prototype_trace.iter_stochastic_nodes()]
+    if any(n not in layout for n in names):
+        return  # the guide covers sites the potential does not: keep its own scales
+    index = torch.cat([torch.arange(layout[n][0], layout[n][0] + layout[n][1].numel())
+                       for n in names]).to(mean.device)
+    sub = cov[index][:, index].double()
+    sd = sub.diagonal().clamp_min(1e-24).sqrt()
+    with torch.no_grad():
+        if kind == "normal":
+            offset = 0
+            for name in names:
+                size = layout[name][1].numel()
+                _assign(guide.scales, name, sd[offset:offset + size], guide.scale_constraint)
+                offset += size
+            return
+        guide.loc.data.copy_(mean[index].to(guide.loc))
+        if kind == "lowrank":
+            _assign(guide, "scale", sd, guide.scale_constraint)
+            return
+        jitter = 1e-10 * float(sub.diagonal().mean())
+        factor, failed = torch.linalg.cholesky_ex(
+            sub + jitter * torch.eye(len(sub), dtype=sub.dtype, device=sub.device))
+        if int(failed) != 0:  # not positive definite: the marginal sds alone
+            factor = torch.diag(sd)
+        diagonal = factor.diagonal()
+        _assign(guide, "scale", diagonal, guide.scale_constraint)
+        _assign(guide, "scale_tril", factor / diagonal[:, None], guide.scale_tril_constraint)
 
 
 #: Autoguides start at the prior median (15 prior draws); flat improper priors at the
@@ -390,7 +506,7 @@ def init(problem: Problem, config: SVIConfig | None = None, seed: int = 0) -> SV
     config = config or SVIConfig()
     pyro.set_rng_seed(seed)
     with param_scope(None) as state:
-        guide = build_guide(problem, config)
+        guide = build_guide(problem, config, seed)
         loss = build_loss(problem, config)
         # The fast path needs every parameter to exist after the first step: true for a
         # zoo model with its own guide, an autoguide or no guide — not for a user's guide
@@ -929,6 +1045,9 @@ def _finish(problem: Problem, config: SVIConfig, seed: int, state: SVIState,
             "final_loss": float(losses_arr[-1]), "guide": guide_name,
             "loss": type(elbo).__name__,
             "convergence": convergence(state, records, seed)}
+    start = guide_start(state.guide)
+    if start is not None:
+        info["init"] = start
     if state.shards is not None:
         shards = state.shards
         info["distributed"] = {"world_size": shards.world_size, "rank": shards.rank,
