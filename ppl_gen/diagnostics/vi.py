@@ -441,8 +441,9 @@ def vi_report(result: FitResult, *, num_samples: int = 1000, seed: int = 0
 
 def _more_draws(imp: ImportanceDraws, num_samples: int) -> int:
     """How many draws to redo the report with (0: keep these): enough for about
-    ``AIM_PSIS_ESS`` effective draws when there are fewer than ``TARGET_PSIS_ESS`` and k-hat says the weights can be trusted, the
-    draws were vectorised and the larger pass fits in ``EXTEND_SECONDS``."""
+    ``AIM_PSIS_ESS`` effective draws when there are fewer than ``TARGET_PSIS_ESS``, k-hat
+    says the weights can be trusted, the draws were vectorised and the larger pass fits
+    in ``EXTEND_SECONDS``."""
     if not (imp.vectorised and np.isfinite(imp.khat) and imp.khat <= KHAT_LIMIT
             and np.isfinite(imp.ess) and 0 < imp.ess < TARGET_PSIS_ESS):
         return 0
