@@ -70,6 +70,7 @@ CLI_CASES = [
     (["fit", "gmm", "--batch-size", "100000", "--num-steps", "2", "--out", "{new}",
       "--device", "cpu"], "batch_size=100000 is larger than the data (600 rows)"),
     (["fit", "gmm", "--guide", "bogus", "--out", "{new}"], "unknown guide 'bogus'"),
+    (["fit", "gmm", "--option", "init=prior", "--out", "{new}"], "unknown init 'prior'"),
     (["fit", "gmm", "--loss", "bogus", "--out", "{new}"], "unknown loss 'bogus'"),
     (["fit", "gmm", "--option", "loss=iwae", "--out", "{new}"],
      "loss='iwae' needs num_particles >= 2"),
