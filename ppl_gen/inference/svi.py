@@ -276,8 +276,13 @@ def build_guide(problem: Problem, config: SVIConfig, seed: int = 0) -> Callable[
     cls = _AUTOGUIDES[kind]
     start, how = None, {"init": "median"}
     if config.init == "pathfinder" and kind in ("normal", "mvn", "lowrank"):
-        with preserved():  # the fit's own random stream is the same with either start
-            start, how = _pathfinder_start(problem, hidden, seed)
+        if config.batch_size not in (None, "auto"):
+            how = {"init": "median", "pathfinder_skipped": (
+                f"a minibatched fit (batch_size={config.batch_size}): Pathfinder would "
+                "evaluate the whole data at every iterate")}
+        else:
+            with preserved():  # the fit's own random stream is the same with either start
+                start, how = _pathfinder_start(problem, hidden, seed)
     kwargs: dict[str, Any] = {"init_loc_fn": _init_loc if start is None
                               else _start_loc(start["constrained"])}
     if kind in ("normal", "mvn", "lowrank"):
