@@ -100,12 +100,12 @@ class SVIConfig:
         init_scale: Initial scale of autoguides. 0.1 is Pyro's AutoNormal default: small
             enough that the first steps do not sample absurd values.
         init: Where autoguides (normal, mvn, lowrank) of global latents start:
-            ``"pathfinder"`` (default: the mean and covariance of a short multi-path
-            Pathfinder run, as ChEES starts its chains — a fit that starts near the
-            posterior; ~0.1-3 s) or ``"median"`` (Pyro's prior-median start with
-            ``init_scale``). Falls back to ``"median"``, with the reason in
-            ``info["init"]``, for models that do not vectorise over draws, have discrete or
-            local latents, or more than 1,000 unconstrained dimensions.
+            ``"pathfinder"`` (default: the Gaussian of the best path of a short 4-path
+            Pathfinder run — a fit that starts near the posterior; ~0.1-3 s) or
+            ``"median"`` (Pyro's prior-median start with ``init_scale``). Falls back to
+            ``"median"``, with the reason in ``info["init"]``, for models that do not
+            vectorise over draws, have discrete or local latents, more than 1,000
+            unconstrained dimensions, or a minibatched fit (``batch_size`` set).
         batch_size: Minibatch size, passed to the model's ``pyro.plate("data", ...)`` as
             ``subsample_size``; ``None`` uses the full data each step; ``"auto"`` (default)
             uses the model's ``default_batch_size`` (100 for the image models, whose

@@ -314,13 +314,18 @@ def initial_points(potential: BatchedPotential, num: int, generator: torch.Gener
 
 def gaussian_start(potential: BatchedPotential, generator: torch.Generator
                    ) -> tuple[Tensor, Tensor, dict]:
-    """The mean (D,) and covariance (D, D) of the pooled draws of a short multi-path
-    Pathfinder run (unconstrained space), and a summary of the paths: where an ADVI guide
-    starts (``SVIConfig.init="pathfinder"``)."""
-    _, pooled, info = _start_paths(potential, generator, _start_config(100))
-    if pooled.shape[0] < 2:
-        raise FloatingPointError("Pathfinder's draws all had non-finite densities")
-    return pooled.mean(0), _covariance(pooled), info
+    """The Gaussian (mean (D,), covariance (D, D), unconstrained space) of the best of a
+    short multi-path Pathfinder run — the path with the highest ELBO, as single-path
+    Pathfinder returns — and a summary of the paths: where an ADVI guide starts
+    (``SVIConfig.init="pathfinder"``). One path's Gaussian, not the pooled draws: on a
+    multimodal posterior the pool's mean sits between the modes, and parallel
+    optimisations from different seeds (``num_runs``) would all start there."""
+    paths, _, info = _start_paths(potential, generator, _start_config(100))
+    best = max(paths, key=lambda p: p.elbo)
+    if best.mu is None or best.chol is None:
+        raise FloatingPointError("Pathfinder's best path has no Gaussian")
+    info["best_path_elbo"] = best.elbo
+    return best.mu, best.chol @ best.chol.T, info
 
 
 def init(problem: Problem, config: PathfinderConfig | None = None, seed: int = 0

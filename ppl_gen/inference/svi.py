@@ -310,8 +310,9 @@ MAX_START_DIM = 1000
 
 def _pathfinder_start(problem: Problem, hidden: list[str], seed: int
                       ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Pathfinder's mean and covariance (unconstrained), their constrained sites and the
-    potential's layout — or ``None`` and why the guide starts at the prior median."""
+    """Pathfinder's best Gaussian (mean and covariance, unconstrained), its constrained
+    sites and the potential's layout — or ``None`` and why the guide starts at the prior
+    median."""
     import time
 
     from .batched import BatchedPotential

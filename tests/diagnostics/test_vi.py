@@ -261,7 +261,9 @@ def test_stop_early_stops_a_converged_fit_and_not_an_unconverged_one():
     sd = np.sqrt(np.diag(cov))
     for j in range(D):
         assert abs(rows[f"w[{j}]"]["mean"] - mean[j]) < 0.1 * sd[j], (j, rows)
-    crawl = _fit(data, guide="mvn", num_steps=2000, learning_rate=1e-5, stop_early=True)
+    # from the prior median (a Pathfinder start would already be there, and still)
+    crawl = _fit(data, guide="mvn", num_steps=2000, learning_rate=1e-5, stop_early=True,
+                 init="median")
     check = crawl.info["convergence"]
     assert check["stopped_at"] is None and "never fired" in check["stop_reason"]
     assert not check["converged"] and check["trend_t"] > 10, check
@@ -277,7 +279,8 @@ def test_stop_early_resumes_bit_identically(tmp_path):
     before the rule fired and resumed from its checkpoint stops at the same step with the
     same parameters as one that ran straight through."""
     data, _, _ = _regression(0.3)
-    options = dict(guide="mvn", num_steps=6000, learning_rate=0.02, stop_early=True, seed=2)
+    options = dict(guide="mvn", num_steps=6000, learning_rate=0.02, stop_early=True, seed=2,
+                   init="median")  # a far start, so the rule fires late enough to cut
     straight = _fit(data, **options)
     stopped = straight.info["convergence"]["stopped_at"]
     assert stopped is not None and stopped > 1300
