@@ -49,9 +49,10 @@ def test_meanfield_is_flagged_and_fullrank_passes(collinear):
 @pytest.mark.slow  # a long statistical check: CI runs it (pytest -m slow)
 def test_meanfield_on_a_correlated_non_gaussian_posterior_is_biased_and_flagged():
     """Logistic regression on ten breast-cancer features whose correlations reach 0.997
-    (radius, perimeter, area): the posterior is strongly correlated and skewed, so a
-    mean-field guide both shrinks the sds and shifts the means (measured: k-hat 1.46,
-    |standardised mean difference| up to 2.3)."""
+    (radius, perimeter, area): the posterior is strongly correlated and skewed, so the
+    mean-field optimum shrinks the sds (sd ratio 0.23 measured) and k-hat flags it (1.2).
+    From the default Pathfinder start its means land near the posterior's (0.26 sd
+    measured); from the prior median the same 3,000 steps left them 2.4 sd off."""
     from ppl_gen.diagnostics import rhat
 
     ds = ppl_gen.load_dataset("breast_cancer")
@@ -62,13 +63,16 @@ def test_meanfield_on_a_correlated_non_gaussian_posterior_is_biased_and_flagged(
                        num_chains=2, jit_compile=True, seed=0, device="cpu")
     assert mcmc.info["num_divergences"] == 0
     assert max(rhat(v.numpy()) for v in mcmc.samples["weight"].unbind(-1)) < 1.05
-    vi = ppl_gen.fit(model, data, engine="svi", guide="normal", num_steps=3000,
-                     learning_rate=0.02, final_learning_rate=2e-4, num_particles=4,
-                     vectorize_particles=True, seed=0, device="cpu")
-    comparison = compare_posteriors(vi, mcmc, num_samples=2000, num_psis_samples=1000)
-    assert comparison.khat["vi"] > 0.7
-    assert max(abs(r["std_mean_diff"]) for r in comparison.rows) > 1.0
-    assert min(r["sd_ratio"] for r in comparison.rows) < 0.5
+    shifts = {}
+    for init in ("pathfinder", "median"):
+        vi = ppl_gen.fit(model, data, engine="svi", guide="normal", num_steps=3000,
+                         learning_rate=0.02, final_learning_rate=2e-4, num_particles=4,
+                         vectorize_particles=True, seed=0, device="cpu", init=init)
+        comparison = compare_posteriors(vi, mcmc, num_samples=2000, num_psis_samples=1000)
+        assert comparison.khat["vi"] > 0.7
+        assert min(r["sd_ratio"] for r in comparison.rows) < 0.5
+        shifts[init] = max(abs(r["std_mean_diff"]) for r in comparison.rows)
+    assert shifts["pathfinder"] < 0.6 and shifts["median"] > 1.0, shifts
 
 
 def test_compare_errors(collinear):
