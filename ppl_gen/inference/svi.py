@@ -886,6 +886,13 @@ def _drift(state: SVIState, earlier: list[torch.Tensor], seed: int) -> dict[str,
             "sd_drift": worst["sd"][0], "sd_drift_parameter": worst["sd"][1]}
 
 
+def _batch_means_se(x: np.ndarray, batches: int = 10) -> float:
+    """The standard error of ``x``'s mean from ``batches`` batch means (the losses are
+    autocorrelated)."""
+    means = [b.mean() for b in np.array_split(x, batches)]
+    return float(np.std(means, ddof=1) / math.sqrt(batches))
+
+
 def _elbo_trend(losses: np.ndarray, fraction: int = 10) -> dict[str, Any] | None:
     """The loss's improvement from the second-to-last ``1/fraction`` of the run to the
     last, with its standard error from batch means (the losses are autocorrelated)."""
@@ -894,12 +901,8 @@ def _elbo_trend(losses: np.ndarray, fraction: int = 10) -> dict[str, Any] | None
         return None
     last, previous = losses[-window:], losses[-2 * window:-window]
 
-    def se(x: np.ndarray) -> float:
-        batches = np.array_split(x, 10)
-        return float(np.std([b.mean() for b in batches], ddof=1) / math.sqrt(10))
-
     gain = float(previous.mean() - last.mean())
-    error = math.hypot(se(last), se(previous))
+    error = math.hypot(_batch_means_se(last), _batch_means_se(previous))
     return {"elbo_gain": gain, "elbo_gain_se": error,
             "relative_gain": gain / max(abs(float(last.mean())), 1e-12)}
 
@@ -921,14 +924,11 @@ def _loss_rise(losses: np.ndarray, fraction: int = 10) -> dict[str, Any] | None:
     last = losses[-window:]
     best_part = losses[best * window:(best + 1) * window]
 
-    def se(x: np.ndarray) -> float:
-        batches = np.array_split(x, 10)
-        return float(np.std([b.mean() for b in batches], ddof=1) / math.sqrt(10))
-
     rise = float(last.mean() - best_part.mean())
     if not math.isfinite(rise):
         return None
-    return {"loss_rise": rise, "loss_rise_se": math.hypot(se(last), se(best_part)),
+    error = math.hypot(_batch_means_se(last), _batch_means_se(best_part))
+    return {"loss_rise": rise, "loss_rise_se": error,
             "best_loss": float(best_part.mean()), "best_loss_step": best * window,
             "final_window_loss": float(last.mean())}
 
