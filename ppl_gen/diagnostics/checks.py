@@ -197,7 +197,7 @@ def check_draws(samples: Mapping[str, Any], sample_stats: Mapping[str, Any] | No
                 "curvature there and the draws may be biased; raise target_accept_prob "
                 "(e.g. 0.95) or reparameterise (a non-centred hierarchy removes the funnel "
                 "of centred eight schools).")
-    if "energy" in stats:
+    if "energy" in stats and np.isfinite(np.asarray(stats["energy"], dtype=float)).all():
         bfmi = e_bfmi(stats["energy"])
         out["e_bfmi_per_chain"] = bfmi.tolist()
         low = [c for c, b in enumerate(bfmi) if b < THRESHOLDS["e_bfmi"]]

@@ -136,6 +136,8 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
             groups["sample_stats"] = {
                 "diverging": stats["diverging"], "step_size": stats["step_size"],
                 "acceptance_rate": stats["accept_prob"], "lp": -stats["potential_energy"]}
+            if "energy" in stats and np.isfinite(stats["energy"]).all():
+                groups["sample_stats"]["energy"] = stats["energy"]  # az.bfmi, plot_energy
         draws = {k: v for k, v in flat.items()
                  if not reference.nodes.get(k, {}).get("infer", {}).get("_deterministic")}
         evaluated = evaluate_draws(problem, draws, seed=seed, log_likelihood=log_likelihood,

@@ -154,12 +154,20 @@ def _pathfinder_starts(problem: Problem, num_chains: int, seed: int
 #: them; ``tests/inference/test_mcmc.py`` checks its numbers against Pyro's public
 #: ``diagnostics()`` and ``logging()`` on the installed Pyro.
 PRIVATE_FIELDS = ("_divergences", "_t", "_warmup_steps", "_mean_accept_prob",
-                  "_potential_energy_last")
+                  "_potential_energy_last", "_kinetic_energy")
 
 
 class KernelReadout:
     """What one iteration of a Pyro HMC/NUTS kernel did: diverged or not, its acceptance
-    probability, step size and potential energy.
+    probability, step size, potential energy and Hamiltonian energy.
+
+    The energy (for E-BFMI) is the Hamiltonian just after the iteration's momentum draw,
+    U(q) + K(p): Pyro keeps no momentum of the state it selects, so Stan's ``energy__`` (H at
+    the selected state) is not available; the two differ by the trajectory's integration
+    error, which the step-size adaptation keeps small, and both give E-BFMI's consecutive
+    differences the momentum resampling's change of energy. It is read by wrapping the
+    kernel's ``_kinetic_energy`` and keeping its first value in each ``sample`` call (Pyro
+    computes K at the fresh momentum first, then along the trajectory).
 
     Reads :data:`PRIVATE_FIELDS` when the installed Pyro has them (checked once, at
     construction). A Pyro without them still runs: divergences come from the public
@@ -176,6 +184,17 @@ class KernelReadout:
                          "per-iteration acceptance probabilities are not available (NaN); "
                          "divergences and energies come from its public interface")
         self._divergences = 0
+        self._energy = float("nan")
+        if self.fallback is None:
+            kinetic = kernel._kinetic_energy  # the bound method of the kernel's class
+
+            def first_kinetic_energy(r_unscaled):
+                value = kinetic(r_unscaled)
+                if self._energy != self._energy:  # NaN: the first call of this iteration
+                    self._energy = float(value) + float(kernel._potential_energy_last)
+                return value
+
+            kernel._kinetic_energy = first_kinetic_energy
 
     def step(self, params: dict[str, Tensor], warmup: bool
              ) -> tuple[dict[str, Tensor], dict[str, float]]:
@@ -191,9 +210,11 @@ class KernelReadout:
             with torch.no_grad():
                 potential = float(kernel.potential_fn(params))
             return params, {"diverging": float(diverged), "accept_prob": float("nan"),
-                            "step_size": step_size, "potential_energy": potential}
+                            "step_size": step_size, "potential_energy": potential,
+                            "energy": float("nan")}
         divergences_before = len(kernel._divergences)
         t_before, mean_before = kernel._t, kernel._mean_accept_prob
+        self._energy = float("nan")
         params = kernel.sample(params)
         # Pyro's running mean restarts when sampling begins: unroll it to this iteration
         n = kernel._t - kernel._warmup_steps if kernel._t > kernel._warmup_steps else kernel._t
@@ -206,12 +227,14 @@ class KernelReadout:
             "accept_prob": float(min(max(accept, 0.0), 1.0)),
             "step_size": step_size,
             "potential_energy": float(kernel._potential_energy_last),
+            "energy": self._energy,
         }
 
 
 def step(state: MCMCState) -> tuple[MCMCState, StepInfo]:
     """One iteration of every chain. ``StepInfo.extras`` holds per-chain statistics as
-    arrays under ``diverging``, ``accept_prob``, ``step_size`` and ``potential_energy``."""
+    arrays under ``diverging``, ``accept_prob``, ``step_size``, ``potential_energy`` and
+    ``energy``."""
     warmup = state.iteration < state.config.num_warmup
     new_params, per_chain = [], []
     device = state.problem.device
