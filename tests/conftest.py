@@ -25,6 +25,16 @@ def _hermetic() -> None:
     pyro.enable_validation(True)
 
 
+def assert_divergences(result, expected: int = 0) -> None:
+    """An MCMC test states how many divergent transitions its run may have (issue 15):
+    zero unless the test says why. A divergence means the draws near it may be biased, so
+    a statistical check that passes despite them is not the check it claims to be."""
+    count = int(result.info["num_divergences"])
+    assert count <= expected, (
+        f"{count} divergent transitions after warmup (this test allows {expected}): "
+        f"{result.info.get('divergences_per_chain')}")
+
+
 def assert_within_mcse(estimate: float, truth: float, mcse: float, *, k: float = 4.0,
                        label: str = "") -> None:
     """|estimate - truth| < k * MCSE: the ESS-gated check for MCMC means."""

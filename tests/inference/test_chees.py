@@ -15,7 +15,11 @@ import ppl_gen
 from ppl_gen.diagnostics import ess, mcse, nested_rhat, rhat
 from ppl_gen.inference.batched import VectorizationError
 from ppl_gen.inference.chees import warmup_windows
-from tests.conftest import assert_variance_within_mcse, assert_within_mcse
+from tests.conftest import (
+    assert_divergences,
+    assert_variance_within_mcse,
+    assert_within_mcse,
+)
 
 REFERENCE = {"mu": 4.41, "tau": 3.60}  # posteriordb eight_schools_noncentered
 REFERENCE_SE = {"mu": 0.033, "tau": 0.032}
@@ -68,6 +72,7 @@ def test_conjugate_linear_regression_with_correlated_features():
     mean, cov = model.exact_posterior(ds["x"], ds["y"])
     result = ppl_gen.fit(model, ds, engine="chees", num_chains=16, num_warmup=400,
                          num_samples=400, seed=0, device="cpu")
+    assert_divergences(result)
     draws = torch.cat([result.samples["weight"], result.samples["bias"].unsqueeze(-1)], -1)
     _check_gaussian(draws.numpy(), mean.numpy(), cov.diagonal().numpy(), "linreg")
 
@@ -85,6 +90,7 @@ def test_100d_gaussian_with_scales_over_two_orders_of_magnitude():
     mean, var = (y / scales**2) / precision, 1 / precision
     result = ppl_gen.fit(model, {"y": y}, engine="chees", num_chains=32, num_warmup=500,
                          num_samples=300, seed=0, device="cpu")
+    assert_divergences(result)
     _check_gaussian(result.samples["w"].numpy(), mean.numpy(), var.numpy(), "w")
 
 
@@ -114,6 +120,8 @@ def test_dense_mass_matrix_on_a_strongly_correlated_gaussian():
                   device="cpu")
     dense = ppl_gen.fit(model, data, mass_matrix="dense", **kwargs)
     diagonal = ppl_gen.fit(model, data, mass_matrix="diagonal", **kwargs)
+    assert_divergences(dense)
+    assert_divergences(diagonal)
     _check_gaussian(dense.samples["x"].numpy(), mean, cov.diagonal().numpy(), "x")
     dense_ess = min(ess(dense.samples["x"][..., j].numpy()) for j in range(2))
     diagonal_ess = min(ess(diagonal.samples["x"][..., j].numpy()) for j in range(2))
@@ -132,6 +140,7 @@ def test_per_chain_mass_matrices_still_sample_correctly():
     model, data, mean, cov = _correlated_2d()
     result = ppl_gen.fit(model, data, engine="chees", num_chains=16, num_warmup=400,
                          num_samples=400, seed=0, device="cpu", pool_mass_matrix=False)
+    assert_divergences(result)
     _check_gaussian(result.samples["x"].numpy(), mean, cov.diagonal().numpy(), "x")
     steps = result.sample_stats["step_size"][:, 0]
     assert len(np.unique(steps)) == 16  # each chain its own step size
@@ -149,6 +158,7 @@ def test_local_latents_of_the_linear_gaussian_models_match_their_exact_posterior
     mean, cov = model.posterior(x)
     result = ppl_gen.fit(model, {"x": x}, engine="chees", num_chains=16, num_warmup=300,
                          num_samples=300, seed=0, device="cpu")
+    assert_divergences(result)
     draws = result.samples["z"].reshape(16, 300, -1).numpy()
     variances = cov.diagonal().expand(12, -1).reshape(-1).detach().numpy()
     _check_gaussian(draws, mean.reshape(-1).detach().numpy(), variances, name)
@@ -163,6 +173,8 @@ def test_agrees_with_pyro_nuts_on_logistic_regression():
                        num_chains=2, seed=0, device="cpu")
     chees = ppl_gen.fit(model, data, engine="chees", num_chains=16, num_warmup=300,
                         num_samples=300, seed=0, device="cpu")
+    assert_divergences(nuts)
+    assert_divergences(chees)
     for name in ("weight", "bias"):
         a = chees.samples[name].reshape(*chees.samples[name].shape[:2], -1).numpy()
         b = nuts.samples[name].reshape(*nuts.samples[name].shape[:2], -1).numpy()
@@ -181,6 +193,7 @@ def test_fixed_trajectory_hmc_on_a_conjugate_model():
                          num_warmup=200, num_samples=300, seed=0, device="cpu",
                          adapt_trajectory_length=False, init_trajectory_length=1.5)
     assert result.info["trajectory_length"] == pytest.approx(1.5)
+    assert_divergences(result)
     draws = result.samples["mu"].numpy()
     assert_within_mcse(draws.mean(), float(y.sum() / 6), mcse(draws), label="mu")
     assert_variance_within_mcse(draws, 1 / 6, label="mu")
@@ -255,6 +268,8 @@ def test_enumerated_assignments_are_summed_out_and_agree_with_pyro_nuts():
                         num_samples=200, seed=0, device="cpu", mass_matrix="diagonal")
     nuts = ppl_gen.fit(model, ds, engine="nuts", num_chains=2, num_warmup=200,
                        num_samples=300, seed=0, device="cpu", jit_compile=True)
+    assert_divergences(chees)
+    assert_divergences(nuts)
     a, b = sorted_locs(chees), sorted_locs(nuts)
     for j in range(a.shape[-1]):
         error = math.hypot(mcse(a[..., j]), mcse(b[..., j]))
@@ -328,6 +343,7 @@ def test_adapted_trajectory_length_is_near_the_optimal_one(target, num_chains):
     result = ppl_gen.fit(_gaussian_model(cov), {"y": torch.zeros(_DIM, dtype=torch.float64)},
                          engine="chees", num_chains=num_chains, num_warmup=500,
                          num_samples=100, seed=0, device="cpu", compile=False)
+    assert_divergences(result)
     optimum = _chees_optimal_length()
     length = result.info["trajectory_length"]
     assert optimum / 2 < length < optimum * 2, (target, num_chains, length, optimum)

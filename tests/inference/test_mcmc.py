@@ -6,7 +6,7 @@ import ppl_gen
 from ppl_gen.config import MCMCConfig
 from ppl_gen.diagnostics import ess, mcse, rhat
 from ppl_gen.inference import make_problem, mcmc
-from tests.conftest import assert_within_mcse, normal_normal
+from tests.conftest import assert_divergences, assert_within_mcse, normal_normal
 
 # posteriordb reference posterior for eight_schools-eight_schools_noncentered (priors
 # mu ~ N(0, 5), tau ~ HalfCauchy(5)): means of mu and tau. The reference draws (10,000)
@@ -60,6 +60,7 @@ def test_nuts_recovers_the_exact_conjugate_posterior():
     mean, cov = model.exact_posterior(ds["x"], ds["y"])
     result = ppl_gen.fit(model, ds, engine="nuts", num_warmup=300, num_samples=500,
                          num_chains=2, seed=0, jit_compile=True, device="cpu")
+    assert_divergences(result)
     chains = torch.cat([result.samples["weight"], result.samples["bias"][..., None]], -1)
     chains = chains.numpy()
     sd = cov.diag().sqrt().numpy()
@@ -83,6 +84,7 @@ def test_hmc_kernel_and_user_model():
 
     result = ppl_gen.fit(model, {"y": y}, engine="hmc", num_warmup=200, num_samples=400,
                          num_chains=2, num_steps=8, seed=0, device="cpu")
+    assert_divergences(result)
     draws = result.samples["mu"].numpy()
     post_mean, post_sd = float(y.sum() / 6), (1 / 6) ** 0.5
     assert_within_mcse(draws.mean(), post_mean, mcse(draws), k=4, label="mu")
@@ -168,6 +170,7 @@ def test_nuts_energy_is_the_hamiltonian_after_the_momentum_draw():
     result = ppl_gen.fit(_standard_normal, {"y": torch.tensor(0.0)}, engine="nuts",
                          num_chains=2, num_warmup=150, num_samples=400, seed=3,
                          device="cpu")
+    assert_divergences(result)
     stats = result.sample_stats
     kinetic = (stats["energy"][:, 1:] - stats["potential_energy"][:, :-1]).ravel()
     d = 5
