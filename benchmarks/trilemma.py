@@ -3,14 +3,17 @@ family in the library on the same data (issue 13; lecture notes 004: "GANs fast 
 VAEs diverse but blurry, diffusion best but slow").
 
     python benchmarks/trilemma.py [--steps 5000] [--digit-steps 3000] [--seeds 1]
-                                  [--only grid|digits] [--figure docs/figures/trilemma.png]
+                                  [--only grid|ring|digits]
+                                  [--figure docs/figures/trilemma.png]
 
-Two data sets, every model trained through ``ppl_gen.fit`` with the same step budget per data
-set, batch 100, one CPU thread, the engines' defaults unless stated:
+Three data sets, every model trained through ``ppl_gen.fit`` with the same step budget per
+data set, batch 100, one CPU thread, the engines' defaults unless stated:
 
-- **PacGAN's 2-D grid** (25 Gaussians, sd 0.05, at {-4..4}^2; 10,000 training points):
-  quality = PacGAN's high-quality share (within 3 sd of a mode), diversity = modes covered
-  and k-NN recall / coverage (k = 5) against 2,500 held-out points; 2,500 samples each.
+- **PacGAN's 2-D grid** (25 Gaussians, sd 0.05, at {-4..4}^2; 10,000 training points) and
+  **ring** (8 Gaussians, sd 0.01, on a circle of radius 1, as in Srivastava et al.'s and
+  PacGAN's ring; 10,000 training points): quality = PacGAN's high-quality share (within 3
+  sd of a mode), diversity = modes covered and k-NN recall / coverage (k = 5) against 2,500
+  held-out points; 2,500 samples each.
 - **scikit-learn's 8x8 digits** (1,438 / 359 split): quality = Fréchet distance and k-NN
   precision in the feature space of ``digit_classifier("digits")`` (held-out accuracy 0.986),
   diversity = recall, coverage and the classes the classifier sees; 1,000 samples against
@@ -152,15 +155,22 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "implicit" if value is None else f"{value:.{digits}f}"
 
 
-def grid(steps: int, seeds: int) -> list[dict[str, Any]]:
+#: The 2-D data sets: (dataset name, heading, number of modes).
+POINTS = {"grid": ("gaussian_grid", "PacGAN's 2-D grid", 25),
+          "ring": ("gaussian_ring", "the ring of 8 Gaussians", 8)}
+
+
+def grid(steps: int, seeds: int, data: str = "grid") -> list[dict[str, Any]]:
+    """The 2-D benchmark on the grid or the ring (``data``)."""
     rows = []
-    print(f"\n### PacGAN's 2-D grid: {steps} steps, batch 100, 2,500 samples\n")
-    print("| model | family | seed | modes (of 25) | high-quality % | recall | coverage | "
-          "held-out NLL (nats) | fit warned | train s | samples/s |")
+    dataset, heading, num_modes = POINTS[data]
+    print(f"\n### {heading}: {steps} steps, batch 100, 2,500 samples\n")
+    print(f"| model | family | seed | modes (of {num_modes}) | high-quality % | recall | "
+          "coverage | held-out NLL (nats) | fit warned | train s | samples/s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in range(seeds):
-        train = ppl_gen.load_dataset("gaussian_grid", num_data=10000, seed=seed)
-        test = ppl_gen.load_dataset("gaussian_grid", num_data=2500, seed=1000 + seed)
+        train = ppl_gen.load_dataset(dataset, num_data=10000, seed=seed)
+        test = ppl_gen.load_dataset(dataset, num_data=2500, seed=1000 + seed)
         modes, spread = train.meta["modes"], train.meta["mode_std"]
         reference = precision_recall(test["x"], train["x"][:2500], k=5)
         print(f"| training points (reference) | - | {seed} | "
@@ -181,7 +191,7 @@ def grid(steps: int, seeds: int) -> list[dict[str, Any]]:
                     continue
                 cover = mode_coverage(x, modes, spread)
                 pr = precision_recall(test["x"], x, k=5)
-                rows.append({"data": "grid", "label": label, "family": spec.family,
+                rows.append({"data": data, "label": label, "family": spec.family,
                              "seed": seed, "quality": 100 * cover.high_quality,
                              "recall": pr.recall, "modes": cover.covered, "rate": rate,
                              "seconds": seconds, "nll": nll})
@@ -257,7 +267,7 @@ def figure(rows: list[dict[str, Any]], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [d for d in ("grid", "digits") if any(r["data"] == d for r in rows)]
+    panels = [d for d in ("grid", "ring", "digits") if any(r["data"] == d for r in rows)]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
     for ax, data in zip(axes[0], panels):
         chosen = [r for r in rows if r["data"] == data and r["seed"] == 0]
@@ -269,9 +279,9 @@ def figure(rows: list[dict[str, Any]], path: str) -> None:
                         xytext=(4, 4), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("samples per second (one CPU thread, log scale)")
-        if data == "grid":
+        if data in POINTS:
             ax.set_ylabel("high-quality samples % (higher is sharper)")
-            ax.set_title("2-D grid: quality vs speed (marker area: recall)")
+            ax.set_title(f"2-D {data}: quality vs speed (marker area: recall)")
         else:
             ax.set_yscale("log")
             ax.invert_yaxis()
@@ -292,14 +302,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000, help="training steps, 2-D grid")
     parser.add_argument("--digit-steps", type=int, default=3000, help="training steps, digits")
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--only", choices=["grid", "digits"])
+    parser.add_argument("--only", choices=["grid", "ring", "digits"])
     parser.add_argument("--figure", default="docs/figures/trilemma.png")
     args = parser.parse_args()
     torch.set_num_threads(1)
     np.set_printoptions(precision=3)
     rows: list[dict[str, Any]] = []
-    if args.only in (None, "grid"):
-        rows += grid(args.steps, args.seeds)
+    for data in POINTS:
+        if args.only in (None, data):
+            rows += grid(args.steps, args.seeds, data)
     if args.only in (None, "digits"):
         digit_rows, images = digits(args.digit_steps, args.seeds)
         rows += digit_rows
