@@ -108,6 +108,9 @@ def save(record: dict, docs: Path = DOCS) -> Path:
     outputs = docs / OUTPUTS
     outputs.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=outputs))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would not be what the user's umask gives
     work = Path(record.pop("work"))
     for cell in record["cells"]:
         for image in cell["images"]:
