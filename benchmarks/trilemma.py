@@ -10,8 +10,8 @@ Three data sets, every model trained through ``ppl_gen.fit`` with the same step 
 data set, batch 100, one CPU thread, the engines' defaults unless stated:
 
 - **PacGAN's 2-D grid** (25 Gaussians, sd 0.05, at {-4..4}^2; 10,000 training points) and
-  **ring** (8 Gaussians, sd 0.01, on a circle of radius 1, as in Srivastava et al.'s and
-  PacGAN's ring; 10,000 training points): quality = PacGAN's high-quality share (within 3
+  **ring** (8 Gaussians, sd 0.01, on a circle of radius 1: the library's gaussian_ring;
+  10,000 training points): quality = PacGAN's high-quality share (within 3
   sd of a mode), diversity = modes covered and k-NN recall / coverage (k = 5) against 2,500
   held-out points; 2,500 samples each.
 - **scikit-learn's 8x8 digits** (1,438 / 359 split): quality = Fréchet distance and k-NN
