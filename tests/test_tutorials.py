@@ -173,3 +173,15 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_an_unknown_tutorial_name_is_refused_listing_the_tutorials(tmp_path):
+    import subprocess
+    import sys
+
+    before = {p: p.stat().st_mtime_ns for p in (TUTORIALS_DIR / "outputs").rglob("*")}
+    proc = subprocess.run([sys.executable, str(TUTORIALS_DIR.parent / "execute_tutorials.py"),
+                           "99"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "no tutorial starts with ['99']" in proc.stderr and TUTORIALS[0] in proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in (TUTORIALS_DIR / "outputs").rglob("*")} == before
