@@ -188,9 +188,11 @@ def _fit_and_save(args: argparse.Namespace) -> Path:
         args, partial = _resume_args(args)
     ENGINES[args.engine]  # unknown names fail here with the list of valid ones
     options = _engine_options(args, args.engine)
-    # Distributed samplers keep no checkpoint (each process holds its own chains).
-    resumable = ENGINES[args.engine].resumable and not (
-        options.get("distributed") and ENGINES[args.engine].kind == "sampler")
+    # Distributed NUTS/HMC keep no checkpoint (each process holds its own chains); ChEES
+    # does (every rank holds the whole batch: rank 0's checkpoint resumes them all).
+    runner = ENGINES[args.engine]
+    resumable = runner.resumable and not (
+        options.get("distributed") and runner.kind == "sampler" and not runner.lockstep)
     if partial is None:
         check_run_target(args.out, overwrite=args.overwrite)  # fail before any work
         if resumable:

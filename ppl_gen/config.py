@@ -445,11 +445,13 @@ class ChEESConfig:
             handlers every step. See :mod:`ppl_gen.inference.compiled`.
         num_threads: torch intra-op threads (1: small models only stall on a second).
         progress_bar: Show a tqdm bar.
-        distributed: Run one batch of chains per process ``torchrun`` started (at least 2
-            chains each), each with its own adaptation, and gather the draws in chain
-            order into one result on every rank (nested R-hat then also compares the
-            processes' batches).
-        distributed_timeout: Seconds a rank waits for the others' draws.
+        distributed: Spread the batch's gradients over the processes ``torchrun``
+            started (contiguous blocks of chains, at least one each): every rank holds the
+            whole batch's state and one adaptation pools every chain, so the draws are
+            those of one process (bit for bit where a block's arithmetic equals the whole
+            batch's), rank 0 writes the checkpoints and any number of ranks resumes them
+            (:class:`~ppl_gen.inference.distributed.ChainShard`).
+        distributed_timeout: Seconds a rank waits for the others in a collective.
     """
 
     num_warmup: int = 500

@@ -136,10 +136,11 @@ def _fit(model: Any, data: Any, engine: str, guide: Any, config: Any, device: An
     problem = make_problem(model, data, guide=guide, device=device)
     options = {f.name: getattr(loop, f.name) for f in dataclasses.fields(loop)}
     if getattr(config, "distributed", False) and runner.kind == "sampler":
-        if checkpoint is not None or resume is not None:
+        if (checkpoint is not None or resume is not None) and not runner.lockstep:
             raise ValueError(f"distributed {engine!r} cannot checkpoint or resume yet "
-                             "(each process would hold its own chains' state); drop "
-                             "checkpoint=/resume=, or run in one process")
+                             "(each process holds its own chains' state); drop "
+                             "checkpoint=/resume=, run in one process, or use engine "
+                             "'chees' (its batch's whole state is on every rank)")
         result = run_chains(runner, problem, config, seed, options)
     elif getattr(config, "num_runs", 1) > 1:
         if checkpoint is not None or resume is not None:

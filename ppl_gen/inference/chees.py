@@ -73,6 +73,11 @@ class ChEESState(NamedTuple):
             chain), warmup included.
         compile_decision: What ``compile="auto"`` decided and why (``""``: not yet).
         timer: ``time.perf_counter()`` when the eager steps began being timed.
+        init_info: How the chains were started.
+        shard: Under ``distributed=True``, this rank's block of chains
+            (:class:`~ppl_gen.inference.distributed.ChainShard`): every field above holds
+            the whole batch, and only the leapfrog runs on the block; ``None`` in one
+            process.
     """
 
     potential: BatchedPotential
@@ -95,6 +100,7 @@ class ChEESState(NamedTuple):
     compile_decision: str = ""
     timer: float = 0.0
     init_info: dict | None = None
+    shard: Any = None
 
 
 def warmup_windows(num_warmup: int) -> tuple[int, list[int]]:
@@ -140,6 +146,11 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
     pyro.set_rng_seed(seed)
     potential = BatchedPotential(problem)
     device = problem.device
+    shard = None
+    if config.distributed:
+        from .distributed import chain_shard
+
+        shard = chain_shard(config.num_chains, device, config.distributed_timeout)
     generator = torch.Generator(device=device).manual_seed(seed)
     q = potential.initial(config.num_chains, generator)
     potential.check_vectorized(q[: min(3, config.num_chains)])
@@ -155,6 +166,10 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
                          **found}
         except FloatingPointError as error:
             init_info = {"init": "uniform", "pathfinder_failed": str(error)}
+    if shard is not None:  # every rank starts from rank 0's points and random state
+        q = q.contiguous()
+        shard.broadcast(q, *([start_cov] if start_cov is not None else []))
+        shard.broadcast_generator(generator)
     energy, grad = potential.value_and_grad(q)
     if not torch.isfinite(energy).all():
         raise FloatingPointError(f"model {problem.name!r} has a non-finite log-density at "
@@ -182,20 +197,30 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
     adam = {"m": torch.zeros((), dtype=q.dtype, device=device),
             "v": torch.zeros((), dtype=q.dtype, device=device), "t": 0}
     window = _empty_window(q, dense)
-    active = torch.ones(q.shape[0], 1, dtype=torch.bool, device=q.device)
     if defer_compile and normalize_backend(config.compile) == "auto":
         leapfrog = CompiledFunction(_leapfrog(potential, dense), "eager",
                                     "not compiled yet (run decides once it has timed the "
                                     "eager step)", 0.0)
     else:
         leapfrog = compile_function(
-            _leapfrog(potential, dense), (q, torch.zeros_like(q), grad, energy,
-                                   step_size.unsqueeze(-1), inv_mass, active),
+            _leapfrog(potential, dense), _example_args(q, grad, energy, step_size,
+                                                       inv_mass, dense, shard),
             backend=config.compile, name=f"the potential of {problem.name!r}")
     metric = "dense" if config.mass_matrix == "dense" else "diagonal"
     return ChEESState(potential, q, energy, grad, step_size, inv_mass, factor,
                       log_t, _dual_start(step_size), adam, window, 0, generator, leapfrog,
-                      metric, config, 0.0, "", time.perf_counter(), init_info)
+                      metric, config, 0.0, "", time.perf_counter(), init_info, shard)
+
+
+def _example_args(q: Tensor, grad: Tensor, energy: Tensor, step_size: Tensor,
+                  inv_mass: Tensor, dense: bool, shard: Any) -> tuple[Tensor, ...]:
+    """The leapfrog's arguments for tracing it: this rank's block of chains (a dense
+    metric, D x D, is shared; a diagonal one is per chain, C x D)."""
+    if shard is not None:
+        q, grad, energy, step_size = (shard.local(v) for v in (q, grad, energy, step_size))
+        inv_mass = inv_mass if dense else shard.local(inv_mass)
+    active = torch.ones(q.shape[0], 1, dtype=torch.bool, device=q.device)
+    return (q, torch.zeros_like(q), grad, energy, step_size.unsqueeze(-1), inv_mass, active)
 
 
 def _empty_window(q: Tensor, dense: bool) -> dict[str, Any]:
@@ -246,10 +271,18 @@ def _transition(state: ChEESState, config: ChEESConfig) -> tuple[dict[str, Tenso
     p0 = z @ factor if dense else z * factor
     eps = state.step_size.unsqueeze(-1)
     position, momentum, energy, grad = q, p0, state.energy, state.grad
+    shard, inv_mass, steps = state.shard, state.inv_mass, num_steps
+    if shard is not None:  # this rank integrates its block; every rank gets every chain
+        position, momentum, energy, grad, eps, steps = (
+            shard.local(v) for v in (position, momentum, energy, grad, eps, steps))
+        inv_mass = inv_mass if dense else shard.local(inv_mass)
+        longest = int(steps.max())
     for i in range(longest):
-        active = (i < num_steps).unsqueeze(-1)
+        active = (i < steps).unsqueeze(-1)
         position, momentum, grad, energy = state.leapfrog(position, momentum, grad, energy,
-                                                          eps, state.inv_mass, active)
+                                                          eps, inv_mass, active)
+    if shard is not None:
+        position, momentum, grad, energy = shard.gather(position, momentum, grad, energy)
     kinetic0 = _kinetic(state.inv_mass, p0, dense)
     kinetic1 = _kinetic(state.inv_mass, momentum, dense)
     delta = (energy + kinetic1) - (state.energy + kinetic0)
@@ -543,7 +576,8 @@ TRACE_SECONDS = 0.5
 
 
 def maybe_compile(state: ChEESState, config: ChEESConfig, *, seconds_per_step: float,
-                  remaining_steps: float) -> tuple[ChEESState, str]:
+                  remaining_steps: float, cost: float | None = None
+                  ) -> tuple[ChEESState, str]:
     """Compile the leapfrog (``compile="auto"``) only when it is expected to save time: the
     eager cost of the remaining leapfrog steps (plus the eager seconds this process has
     already spent) against Inductor's compile cost. When Inductor does not pay but the run
@@ -553,12 +587,11 @@ def maybe_compile(state: ChEESState, config: ChEESConfig, *, seconds_per_step: f
     reason = state.leapfrog.reason or ""
     if not reason.startswith(("not compiled", "eager: the remaining", "traced: ")):
         return state, ""  # compiled already, or compile= said what to do
-    cost = compile_cost()
+    cost = compile_cost() if cost is None else cost
     eager = seconds_per_step * remaining_steps
     dense = _dense_layout(config, state.q.shape[1])
-    active = torch.ones(state.q.shape[0], 1, dtype=torch.bool, device=state.q.device)
-    args = (state.q, torch.zeros_like(state.q), state.grad, state.energy,
-            state.step_size.unsqueeze(-1), state.inv_mass, active)
+    args = _example_args(state.q, state.grad, state.energy, state.step_size,
+                         state.inv_mass, dense, state.shard)
     name = f"the potential of {state.potential.problem.name!r}"
     if eager + _eager_seconds_in_process <= 2 * cost:
         spent = (f" (and this process ran {_eager_seconds_in_process:.0f} s without "
@@ -613,8 +646,11 @@ def _run_step(state: ChEESState) -> tuple[ChEESState, StepInfo]:
     total = config.num_warmup + config.num_samples
     if state.iteration in {min(10, total), config.num_warmup}:
         per_step = (time.perf_counter() - state.timer) / max(done, 1.0)
+        cost = compile_cost()
+        if state.shard is not None:  # one decision on every rank: the slowest's figures
+            per_step, cost = state.shard.largest(per_step, cost)
         state, said = maybe_compile(
-            state, config, seconds_per_step=per_step,
+            state, config, seconds_per_step=per_step, cost=cost,
             remaining_steps=_expected_steps(state, config, done, state.iteration))
         if said:
             state = state._replace(compile_decision=said)
@@ -694,13 +730,14 @@ def load_state_dict(state: ChEESState, saved: dict[str, Any]) -> ChEESState:
                            gradient_evaluations=saved["gradient_evaluations"],
                            compile_decision=saved["compile_decision"],
                            timer=time.perf_counter())
-    dense = state.inv_mass.dim() == 2
+    # The layout, not the tensor's rank: a diagonal metric is per chain, (C, D), 2-D too
+    # (testing ``dim() == 2`` resumed a diagonal run with the dense leapfrog).
+    dense = _dense_layout(state.config or ChEESConfig(), state.q.shape[1])
     if saved["compiled"] != "eager":
-        active = torch.ones(state.q.shape[0], 1, dtype=torch.bool, device=device)
         leapfrog = compile_function(
             _leapfrog(state.potential, dense),
-            (state.q, torch.zeros_like(state.q), state.grad, state.energy,
-             state.step_size.unsqueeze(-1), state.inv_mass, active),
+            _example_args(state.q, state.grad, state.energy, state.step_size,
+                          state.inv_mass, dense, state.shard),
             backend=saved["compiled"], name=f"the potential of {state.potential.problem.name!r}")
         state = state._replace(leapfrog=leapfrog)
     else:
@@ -731,5 +768,5 @@ ENGINE = Engine(
     new_records=lambda config: {"kept": [], "stats": []}, record=_record, finish=_finish,
     state_dict=state_dict, load_state_dict=load_state_dict, context=_context,
     label=lambda config: f"ChEES x{config.num_chains}",
-    postfix=lambda info: {"energy": info.loss})
+    postfix=lambda info: {"energy": info.loss}, lockstep=True)
 

@@ -47,7 +47,8 @@ from pyro.poutine.util import site_is_subsample
 
 __all__ = ["Group", "join", "is_writer", "rank_and_world", "launched_rank",
            "launched_world_size", "Shard", "ShardSchedule",
-           "reduce_gradients", "broadcast_parameters", "DistributedError"]
+           "reduce_gradients", "broadcast_parameters", "DistributedError", "ChainShard",
+           "chain_shard", "chain_blocks", "run_chains"]
 
 
 class DistributedError(RuntimeError):
@@ -248,6 +249,120 @@ def chain_blocks(num_chains: int, world_size: int) -> list[int]:
     return [base + (r < extra) for r in range(world_size)]
 
 
+@dataclass
+class ChainShard:
+    """This rank's block of one batch of chains that runs in lockstep over every rank
+    (ChEES under ``distributed=True``).
+
+    Every rank holds the whole batch's state — positions, step sizes, metric, trajectory
+    length, the random generator — and draws the whole batch's random numbers, but runs
+    the leapfrog (the model's gradients: the cost) only for its contiguous block
+    ``[lo, hi)``; :meth:`gather` then gives every rank every chain's new values, so the
+    adaptation, which pools over chains (the trajectory-length gradient, the mass matrix,
+    T's floor and cap), is one batch's adaptation on every rank, and the result does not
+    depend on the number of processes (bit for bit where a block's arithmetic equals the
+    whole batch's). One ``all_gather`` per iteration, of 3 D + 1 numbers per chain."""
+
+    rank: int
+    blocks: list[int]
+    backend: str = "gloo"
+
+    @property
+    def lo(self) -> int:
+        return sum(self.blocks[:self.rank])
+
+    @property
+    def hi(self) -> int:
+        return self.lo + self.blocks[self.rank]
+
+    def local(self, value: torch.Tensor) -> torch.Tensor:
+        """This rank's chains of a (C, ...) tensor."""
+        return value[self.lo:self.hi]
+
+    def gather(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each (local chains, ...) tensor as the whole batch's (C, ...), in chain order,
+        on every rank (one collective for all of them)."""
+        import torch.distributed as dist
+
+        if len(self.blocks) == 1:
+            return values
+        rows = values[0].shape[0]
+        flat = torch.cat([v.reshape(rows, -1).to(values[0].dtype) for v in values], 1)
+        widest = max(self.blocks)
+        if rows < widest:  # all_gather wants equal shapes: pad the smaller blocks
+            flat = torch.cat([flat, flat.new_zeros(widest - rows, flat.shape[1])])
+        parts = [torch.empty_like(flat) for _ in self.blocks]
+        try:
+            dist.all_gather(parts, flat.contiguous())
+        except RuntimeError as error:
+            raise DistributedError(_dead_rank_message(error)) from error
+        whole = torch.cat([part[:n] for part, n in zip(parts, self.blocks)])
+        out, offset = [], 0
+        for v in values:
+            width = v[0].numel() if v.dim() > 1 else 1
+            out.append(whole[:, offset:offset + width].reshape(whole.shape[0], *v.shape[1:])
+                       .to(v.dtype))
+            offset += width
+        return tuple(out)
+
+    def broadcast(self, *values: torch.Tensor) -> None:
+        """Every rank takes rank 0's values (in place), e.g. the starting points: the
+        ranks compute them alike, but a rank whose arithmetic differed (another GPU
+        model) would otherwise go on from its own."""
+        import torch.distributed as dist
+
+        if len(self.blocks) == 1:
+            return
+        try:
+            for value in values:
+                dist.broadcast(value, src=0)
+        except RuntimeError as error:
+            raise DistributedError(_dead_rank_message(error)) from error
+
+    def broadcast_generator(self, generator: torch.Generator) -> None:
+        """Every rank's generator in rank 0's state (the batch's random numbers are drawn
+        on every rank and must be the same ones)."""
+        if len(self.blocks) == 1:
+            return
+        saved = generator.get_state()
+        if self.backend == "nccl":
+            moved = saved.to(torch.device("cuda", torch.cuda.current_device()))
+            self.broadcast(moved)
+            saved = moved.cpu()
+        else:
+            self.broadcast(saved)
+        generator.set_state(saved)
+
+    def largest(self, *values: float) -> list[float]:
+        """The largest of each number over the ranks (so decisions that depend on a
+        rank's own timing, such as whether to compile, are the same on every rank)."""
+        import torch.distributed as dist
+
+        if len(self.blocks) == 1:
+            return [float(v) for v in values]
+        numbers = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        if self.backend == "nccl":
+            numbers = numbers.to(torch.device("cuda", torch.cuda.current_device()))
+        try:
+            dist.all_reduce(numbers, op=dist.ReduceOp.MAX)
+        except RuntimeError as error:
+            raise DistributedError(_dead_rank_message(error)) from error
+        return numbers.cpu().tolist()
+
+
+def chain_shard(num_chains: int, device: torch.device, timeout_seconds: float,
+                engine: str = "chees") -> ChainShard:
+    """Join the process group and return this rank's :class:`ChainShard` of
+    ``num_chains`` (every rank needs at least one chain)."""
+    group = join(device, timeout_seconds)
+    blocks = chain_blocks(num_chains, group.world_size)
+    if min(blocks) < 1:
+        raise ValueError(f"{num_chains} chains over {group.world_size} processes leaves a "
+                         f"process with none; engine {engine!r} needs at least one per "
+                         f"process: use num_chains >= {group.world_size} or fewer processes")
+    return ChainShard(group.rank, blocks, group.backend)
+
+
 #: How :func:`merge_chain_infos` combines a key of the ranks' ``info``.
 _SUMMED = ("gradient_evaluations", "sampling_gradient_evaluations")
 _PER_CHAIN = ("step_size_per_chain",)
@@ -319,11 +434,14 @@ def merge_chain_infos(infos: list[dict[str, Any]], stats: dict[str, Any],
 
 def run_chains(engine: Any, problem: Any, config: Any, seed: int,
                loop: dict[str, Any]) -> Any:
-    """Run this rank's block of ``config.num_chains`` chains with ``engine`` (NUTS, HMC or
-    ChEES) and gather every rank's draws, in chain order, into one ``FitResult`` on every
-    rank. Chain ``c`` is seeded ``seed + 1000 c`` whichever rank runs it (the local run's
-    seed is shifted by its first chain), so NUTS gives the same draws for any number of
-    processes; a ChEES batch adapts on its own chains."""
+    """``config.num_chains`` chains of ``engine`` over the ranks, one ``FitResult`` with
+    every chain in chain order on every rank, the same for any number of processes.
+
+    NUTS and HMC: this rank runs its block of chains on its own and the draws are
+    gathered; chain ``c`` is seeded ``seed + 1000 c`` whichever rank runs it (the local
+    run's seed is shifted by its first chain). A lockstep engine (ChEES) runs the whole
+    batch on every rank with the gradients split by :class:`ChainShard`: one adaptation
+    from every chain, as in one process."""
     import dataclasses
 
     import numpy as np
@@ -332,13 +450,14 @@ def run_chains(engine: Any, problem: Any, config: Any, seed: int,
     from .base import FitResult
 
     group = join(problem.device, config.distributed_timeout)
+    if getattr(engine, "lockstep", False):
+        return _run_lockstep(engine, problem, config, seed, loop, group)
     blocks = chain_blocks(config.num_chains, group.world_size)
-    smallest = 2 if engine.name == "chees" else 1
-    if min(blocks) < smallest:
+    if min(blocks) < 1:
         raise ValueError(f"{config.num_chains} chains over {group.world_size} processes "
-                         f"leaves a process with {min(blocks)}; engine {engine.name!r} "
-                         f"needs at least {smallest} per process: use num_chains >= "
-                         f"{smallest * group.world_size} or fewer processes")
+                         f"leaves a process with none; engine {engine.name!r} needs at "
+                         f"least one per process: use num_chains >= {group.world_size} "
+                         "or fewer processes")
     first = sum(blocks[:group.rank])
     local = dataclasses.replace(config, num_chains=blocks[group.rank], distributed=False,
                                 progress_bar=config.progress_bar and group.rank == 0)
@@ -366,3 +485,37 @@ def run_chains(engine: Any, problem: Any, config: Any, seed: int,
     info["distributed"].update(world_size=group.world_size, backend=group.backend)
     return FitResult(result.engine, problem, config, seed, {"loss": loss},
                      samples=samples, sample_stats=stats, info=info)
+
+
+def _run_lockstep(engine: Any, problem: Any, config: Any, seed: int,
+                  loop: dict[str, Any], group: Group) -> Any:
+    """A lockstep engine's run under ``distributed=True``: its ``init`` finds the group
+    (``config.distributed``) and makes this rank's :class:`ChainShard`; the loop runs as
+    in one process (rank 0 alone writes checkpoints) and ends with the whole result on
+    every rank. What differs between ranks (how the leapfrog was compiled, the wall
+    time) is listed per rank."""
+    import torch.distributed as dist
+
+    if config.num_chains < group.world_size:
+        raise ValueError(f"{config.num_chains} chains over {group.world_size} processes "
+                         f"leaves a process with none; engine {engine.name!r} needs at "
+                         f"least one per process: use num_chains >= {group.world_size} "
+                         "or fewer processes")
+    result = engine.run(problem, config, seed, **loop)
+    mine = {k: result.info.get(k) for k in ("compiled", "compile_reason", "wall_time")}
+    agreed = ("compiled", "compile_reason")
+    gathered: list[Any] = [None] * group.world_size
+    try:
+        dist.all_gather_object(gathered, mine)
+    except RuntimeError as error:
+        raise DistributedError(_dead_rank_message(error)) from error
+    per_rank = {k: [g[k] for g in gathered] for k in agreed
+                if not _same([g[k] for g in gathered])}
+    result.info["distributed"] = {
+        "chains_per_rank": chain_blocks(config.num_chains, group.world_size),
+        "world_size": group.world_size, "backend": group.backend,
+        "adaptation": "pooled over every rank's chains (one batch)",
+        "wall_time_per_rank": [float(g["wall_time"] or float("nan")) for g in gathered],
+        "per_rank": per_rank}
+    result.info["wall_time"] = max(float(g["wall_time"] or 0.0) for g in gathered)
+    return result

@@ -85,6 +85,11 @@ class Engine:
         label: ``config -> str`` for the progress bar.
         postfix: ``info -> dict`` of numbers for the progress bar.
         cannot_resume: Why ``state_dict`` is ``None``.
+        lockstep: A sampler whose chains run as one batch (ChEES): under
+            ``distributed=True`` every rank holds the whole batch's state and computes its
+            own block of chains' gradients (:class:`~.distributed.ChainShard`), so the
+            adaptation pools every chain and rank 0's checkpoint resumes every rank.
+            Otherwise (NUTS, HMC) each rank runs its block of chains on its own.
     """
 
     name: str
@@ -106,6 +111,7 @@ class Engine:
     postfix: Callable[[StepInfo], dict[str, float]] = \
         lambda info: {"loss": info.loss}
     cannot_resume: str = ""
+    lockstep: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -90,11 +90,13 @@ def main() -> None:
         engine = run.get("engine", "svi")
         if engine != "svi":  # chains over processes: draws gathered on every rank
             result = ppl_gen.fit(model, data, engine=engine, distributed=True,
-                                 device="cpu", seed=3, **run.get("fit", {}))
+                                 device="cpu", seed=3, callback=callback,
+                                 **run.get("fit", {}))
             torch.save({"samples": result.samples, "sample_stats": result.sample_stats,
                         "info": {k: result.info.get(k) for k in
                                  ("distributed", "divergences_per_chain",
-                                  "diagnostics")}},
+                                  "diagnostics", "trajectory_length",
+                                  "step_size_per_chain")}},
                        os.path.join(out, f"{run['name']}.rank{rank}.pt"))
             continue
         options = {"num_steps": 20, "learning_rate": 0.01, "distributed": True,

@@ -124,35 +124,71 @@ def test_a_rank_that_dies_stops_the_others(tmp_path):
     assert not list(tmp_path.glob("*.pt"))
 
 
-def test_nuts_chains_over_two_processes_are_the_one_process_chains(tmp_path):
-    """Chain c draws from its own stream (seed + 1000 c) whichever process runs it: 4 NUTS
-    chains as 2 + 2 are the 4 chains of one process, bit for bit; a ChEES batch per process
-    gathers into one 8-chain result with its diagnostics."""
+CHEES = {"num_chains": 8, "num_warmup": 30, "num_samples": 30, "compile": False}
+
+
+def test_chains_over_two_processes_are_the_one_process_chains(tmp_path):
+    """NUTS: chain c draws from its own stream (seed + 1000 c) whichever process runs it,
+    so 4 chains as 2 + 2 are the 4 chains of one process, bit for bit. ChEES: every rank
+    holds the whole batch and integrates its block of chains, so 8 chains as 4 + 4 are
+    one process's 8-chain batch bit for bit: one adaptation (trajectory length, step
+    sizes, metric) pooled over every chain, not one per process."""
     result = launch(tmp_path, [
         {"name": "nuts", "model": "eight_schools", "engine": "nuts",
          "fit": {"num_chains": 4, "num_warmup": 30, "num_samples": 30}},
-        {"name": "chees", "model": "eight_schools", "engine": "chees",
-         "fit": {"num_chains": 8, "num_warmup": 30, "num_samples": 30, "compile": False}}])
+        {"name": "chees", "model": "eight_schools", "engine": "chees", "fit": CHEES}])
     assert result.returncode == 0, result.stderr[-3000:]
     data = ppl_gen.load_dataset("eight_schools")
     model = ppl_gen.MODELS["eight_schools"].from_dataset(data)
     with pytest.warns(ppl_gen.diagnostics.ReliabilityWarning):  # 30 draws: too few
         alone = ppl_gen.fit(model, data, engine="nuts", num_chains=4, num_warmup=30,
                             num_samples=30, device="cpu", seed=3)
+    with pytest.warns(ppl_gen.diagnostics.ReliabilityWarning):
+        batch = ppl_gen.fit(model, data, engine="chees", device="cpu", seed=3, **CHEES)
     for rank in (0, 1):
         nuts = load(tmp_path, "nuts", rank)
         assert nuts["info"]["distributed"]["chains_per_rank"] == [2, 2]
         for name, value in alone.samples.items():
             assert torch.equal(nuts["samples"][name], value), name
         assert (nuts["sample_stats"]["diverging"] == alone.sample_stats["diverging"]).all()
-    chees = [load(tmp_path, "chees", r) for r in (0, 1)]
-    assert chees[0]["info"]["distributed"]["chains_per_rank"] == [4, 4]
-    assert tuple(chees[0]["samples"]["mu"].shape) == (8, 30)
-    assert torch.equal(chees[0]["samples"]["tau"], chees[1]["samples"]["tau"])
-    assert not torch.equal(chees[0]["samples"]["mu"][:4], chees[0]["samples"]["mu"][4:])
-    assert len(chees[0]["info"]["diagnostics"]["e_bfmi_per_chain"]) == 8  # checked whole
-    # each batch adapted its own trajectory length: both ranks' values are kept
-    assert len(chees[0]["info"]["distributed"]["per_rank"]["trajectory_length"]) == 2
+        chees = load(tmp_path, "chees", rank)
+        assert chees["info"]["distributed"]["chains_per_rank"] == [4, 4]
+        assert chees["info"]["distributed"]["adaptation"].startswith("pooled")
+        for name, value in batch.samples.items():
+            assert torch.equal(chees["samples"][name], value), name
+        assert chees["info"]["trajectory_length"] == batch.info["trajectory_length"]
+        assert chees["info"]["step_size_per_chain"] == batch.info["step_size_per_chain"]
+        assert (chees["sample_stats"]["energy"] == batch.sample_stats["energy"]).all()
+        assert len(chees["info"]["diagnostics"]["e_bfmi_per_chain"]) == 8  # checked whole
+
+
+@pytest.mark.slow  # one 3-process launch that crashes (~10 s); CI runs it (pytest -m slow)
+def test_a_distributed_chees_checkpoint_resumes_in_any_number_of_processes(tmp_path):
+    """Rank 0 alone writes the checkpoint of a 3-process ChEES run (8 chains as 3 + 3 + 2:
+    unequal blocks), and it holds the whole batch: a run that crashed at iteration 47
+    resumes from iteration 40 in one process and ends with the uninterrupted one-process
+    draws, bit for bit."""
+    checkpoint = tmp_path / "resume.pt"
+    fit = {**CHEES, "checkpoint": str(checkpoint), "checkpoint_every": 10}
+    broken = launch(tmp_path, [{"name": "broken", "model": "eight_schools",
+                                "engine": "chees", "fail_at": 47, "fit": fit}], nproc=3)
+    assert broken.returncode != 0 and "failed on purpose after step 47" in broken.stderr
+    assert torch.load(checkpoint, weights_only=True)["step"] == 40
+    data = ppl_gen.load_dataset("eight_schools")
+    model = ppl_gen.MODELS["eight_schools"].from_dataset(data)
+    with pytest.warns(ppl_gen.diagnostics.ReliabilityWarning):
+        batch = ppl_gen.fit(model, data, engine="chees", device="cpu", seed=3, **CHEES)
+    one_process_group()
+    try:
+        with pytest.warns(ppl_gen.diagnostics.ReliabilityWarning):
+            resumed = ppl_gen.fit(model, data, engine="chees", device="cpu", seed=3,
+                                  distributed=True, resume=checkpoint, **CHEES)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert resumed.info["resumed_from"] == 40
+    assert resumed.info["distributed"]["world_size"] == 1
+    for name, value in batch.samples.items():
+        assert torch.equal(resumed.samples[name], value), name
 
 
 def test_chain_infos_merge_key_by_key():
@@ -198,7 +234,7 @@ def _no_plate(y):
     pyro.sample("y", dist.Normal(mu, 1.0).expand([y.shape[0]]).to_event(1), obs=y)
 
 
-def test_bad_distributed_requests_are_named(monkeypatch):
+def test_bad_distributed_requests_are_named(monkeypatch, tmp_path):
     for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
     data, model = realnvp()
@@ -212,6 +248,15 @@ def test_bad_distributed_requests_are_named(monkeypatch):
     with pytest.raises(ValueError, match="distributed_timeout must be a finite number > 0"):
         ppl_gen.fit(model, data, engine="svi", distributed=True, distributed_timeout=0,
                     **COMMON)
+    schools = ppl_gen.load_dataset("eight_schools")
+    hierarchy = ppl_gen.MODELS["eight_schools"].from_dataset(schools)
+    with pytest.raises(ValueError, match="distributed 'nuts' cannot checkpoint.*'chees'"):
+        ppl_gen.fit(hierarchy, schools, engine="nuts", distributed=True, device="cpu",
+                    checkpoint=tmp_path / "c.pt")
+    with pytest.raises(DistributedError, match="torchrun --standalone"):
+        ppl_gen.fit(hierarchy, schools, engine="chees", distributed=True, device="cpu",
+                    num_warmup=5, num_samples=5)
+    assert not list(tmp_path.iterdir())
 
 
 def test_cli_under_torchrun_without_distributed_is_refused(tmp_path, monkeypatch, capsys):

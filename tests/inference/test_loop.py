@@ -47,6 +47,14 @@ def _chees_setup():
     return model, ds, options
 
 
+def _chees_diagonal_traced_setup():
+    """A diagonal metric (per chain, C x D: 2-D like a dense one) with a traced leapfrog:
+    resuming once recompiled it with the dense leapfrog and failed ("mat1 and mat2 shapes
+    cannot be multiplied (8x10 and 8x10)")."""
+    model, ds, options = _chees_setup()
+    return model, ds, {**options, "mass_matrix": "diagonal", "compile": "fx"}
+
+
 def _em_setup():
     ds = ppl_gen.load_dataset("gaussian_mixture")
     return ppl_gen.MODELS["gmm"].from_dataset(ds), ds, dict(engine="em", max_iter=20,
@@ -64,6 +72,7 @@ def _adversarial_setup():
 
 
 SETUPS = {"svi": (_svi_setup, 7, 17), "chees": (_chees_setup, 10, 47),
+          "chees-diagonal-traced": (_chees_diagonal_traced_setup, 10, 47),
           "em": (_em_setup, 4, 9), "adversarial": (_adversarial_setup, 5, 8)}
 
 
@@ -95,7 +104,8 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(engine, tmp_path):
     with pytest.raises(Crash):
         _fit(setup, checkpoint=checkpoint, checkpoint_every=every, callback=_crash_at(crash))
     saved = load_resume(checkpoint)
-    assert saved["step"] == (crash // every) * every and saved["engine"] == engine
+    assert saved["step"] == (crash // every) * every
+    assert saved["engine"] == engine.split("-")[0]
     resumed = _fit(setup, resume=checkpoint)
     assert resumed.info["resumed_from"] == saved["step"]
     _assert_identical(reference, resumed)
