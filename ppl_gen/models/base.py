@@ -7,16 +7,14 @@ without local latents). Models hold no optimiser, loop or data loading.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import pyro
 import torch
 from pyro.nn import PyroModule
 from torch import Tensor
-from torch.distributions import constraints
 
 __all__ = ["GenerativeModel", "check_data_keys", "continuous_data"]
 
@@ -55,15 +53,11 @@ def _in_pyro_context(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def wrapper(self: PyroModule, *args: Any, **kwargs: Any) -> Any:
-        if self.__dict__.get("_params_collected") == "fast":
-            # The SVI engine already holds every parameter (see GenerativeModel.__getattr__):
-            # no param sites to emit, so the context (a param-store swap) is not needed.
-            # One stand-in param message remains: Pyro's ELBOs call backward() only when a
-            # trace contains a param site.
-            representative = self.__dict__.get("_representative_param")
-            if representative is not None:
-                _param_message(representative)
-            return method(self, *args, **kwargs)
+        run = type(self).__dict__.get("_pyro_context_free")
+        if run is not None:
+            # An engine holds every parameter for now and says how to run without the
+            # context (``inference.fast_params``: the SVI engine's fast path).
+            return run(self, method, args, kwargs)
         if not _needs_context(self):
             # Entering the context swaps Pyro's param store (module_local_params), which
             # costs ~25% of a NUTS step on eight schools; a model with no parameters and
@@ -74,11 +68,6 @@ def _in_pyro_context(method: Callable[..., Any]) -> Callable[..., Any]:
 
     wrapper._in_pyro_context = True  # type: ignore[attr-defined]
     return wrapper
-
-
-def _param_message(value: Tensor) -> None:
-    pyro.poutine.runtime.effectful(type="param")(lambda *_, **__: value)(
-        "_collected_params", value, constraint=constraints.real, name="_collected_params")
 
 
 def _needs_context(module: PyroModule) -> bool:
@@ -153,45 +142,6 @@ class GenerativeModel(PyroModule):
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "_in_pyro_context", False):
                 setattr(cls, name, _in_pyro_context(method))
-
-    def __getattr__(self, name: str) -> Any:
-        # Fast path while an engine holds the parameters itself (``collected_params``):
-        # plain submodules and nn.Parameters are returned directly instead of through
-        # PyroModule's attribute hook, which emits one ``param`` message per tensor on every
-        # access (~0.3 ms per model + guide call for a two-network VAE: 30% of a small step).
-        state = self.__dict__
-        if state.get("_params_collected") and name not in state.get("_pyro_params", ()):
-            module = state["_modules"].get(name)
-            if module is not None and not isinstance(module, PyroModule):
-                return module
-            param = state["_parameters"].get(name)
-            if param is not None:
-                return param
-        return super().__getattr__(name)
-
-    @contextlib.contextmanager
-    def collected_params(self) -> Iterator[None]:
-        """Within this context the model emits no ``param`` sites for its plain
-        parameters (PyroParam constraints still apply): for engines that gathered the
-        parameters once and optimise them directly. Outside it, the model is an ordinary
-        Pyro model whose parameters any Pyro handler sees."""
-        plan = self.__dict__.get("_collection_plan")
-        if plan is None:  # walked once: an engine enters this context on every step
-            # "fast": also skip the Pyro context (a param-store swap) on each call, which
-            # is safe unless PyroSample attributes need it to become sample sites.
-            plan = [(m, "fast" if not _has_pyro_samples(m) else True,
-                     next(m.parameters(), None))
-                    for m in self.modules() if isinstance(m, GenerativeModel)]
-            self.__dict__["_collection_plan"] = plan
-        previous = [m.__dict__.get("_params_collected", False) for m, _, _ in plan]
-        for m, mode, representative in plan:
-            m.__dict__["_params_collected"] = mode
-            m.__dict__["_representative_param"] = representative
-        try:
-            yield
-        finally:
-            for (m, _, _), old in zip(plan, previous):
-                m.__dict__["_params_collected"] = old
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.model(*args, **kwargs)

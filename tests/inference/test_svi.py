@@ -179,6 +179,7 @@ def test_collected_params_fast_path_takes_the_same_steps_as_pyro(monkeypatch):
     import pyro.poutine as poutine
 
     import ppl_gen.inference.svi as svi_module
+    from ppl_gen.inference.fast_params import collected_params
     from ppl_gen.models import VAE
 
     x = torch.bernoulli(torch.rand(64, 16, generator=torch.Generator().manual_seed(0)))
@@ -201,9 +202,10 @@ def test_collected_params_fast_path_takes_the_same_steps_as_pyro(monkeypatch):
         vae.guide(x=x)
         vae.model(x=x)
     assert len(capture.trace.nodes) == len(list(vae.parameters()))
-    with vae.collected_params(), poutine.trace(param_only=True) as capture:
+    with collected_params(vae), poutine.trace(param_only=True) as capture:
         vae.guide(x=x)
     assert list(capture.trace.nodes) == ["_collected_params"]  # the one stand-in
+    assert type(vae) is VAE  # the engine's fast class is gone after the block
 
 
 def _squared_mean(y):
