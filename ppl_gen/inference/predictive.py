@@ -163,6 +163,12 @@ def evaluate_draws(problem: Problem, draws: dict[str, Tensor], *, seed: int = 0,
     enumerated = enumerated_sites(reference)
     deterministic = [n for n, s in reference.nodes.items() if s["type"] == "sample"
                      and s["infer"].get("_deterministic") and n not in draws]
+    if not (deterministic or log_likelihood or posterior_predictive):
+        # Nothing to compute: no pass over the draws. (One was made anyway: a batched
+        # model run at every draw, ~20 s and 6 GB for a logistic regression on 100,000
+        # rows at 4,800 draws, after every MCMC fit, for models without deterministic
+        # sites.)
+        return DrawEvaluation({}, {}, {}, True)
 
     used_vectorised = []
 

@@ -213,3 +213,42 @@ def test_model_without_latents_is_rejected():
     with pytest.raises(ValueError, match="no latent sample sites.*bayesian_gmm"):
         ppl_gen.fit(ppl_gen.MODELS["gmm"].from_dataset(ds), ds, engine="nuts",
                     num_warmup=1, num_samples=1, device="cpu")
+
+
+def test_deterministic_sites_are_computed_in_bounded_chunks_and_only_when_there(monkeypatch):
+    """After sampling, the deterministic sites come from batched model runs over the draws:
+    in chunks that bound the memory (the same values as one pass: eight schools' theta is
+    mu + tau theta_tilde), and not at all for a model without any (the pass used to run
+    anyway: 20 s and 6 GB after a 4,800-draw fit of a 100,000-row regression)."""
+    from ppl_gen.inference import chees, predictive
+
+    data = ppl_gen.load_dataset("eight_schools")
+    model = ppl_gen.MODELS["eight_schools"].from_dataset(data)
+    options = dict(engine="chees", num_chains=4, num_warmup=30, num_samples=20,
+                   compile=False, device="cpu", seed=2)
+    with pytest.warns(ppl_gen.diagnostics.ReliabilityWarning):
+        whole = ppl_gen.fit(model, data, **options)
+    calls = []
+    evaluate = predictive.evaluate_draws
+
+    def counted(problem, draws, **kwargs):
+        calls.append(next(iter(draws.values())).shape[0])
+        return evaluate(problem, draws, **kwargs)
+
+    monkeypatch.setattr(mcmc, "evaluate_draws", counted)
+    monkeypatch.setattr(mcmc, "DETERMINISTIC_CHUNK_NUMBERS", 8 * 30)  # 30 draws of 8
+    with pytest.warns(ppl_gen.diagnostics.ReliabilityWarning):
+        chunked = ppl_gen.fit(model, data, **options)
+    assert calls == [30, 30, 20]  # 80 draws in chunks of 30
+    for name, value in whole.samples.items():
+        assert torch.equal(chunked.samples[name], value), name
+    theta = whole.samples["mu"][..., None] + whole.samples["tau"][..., None] * \
+        whole.samples["theta_tilde"]
+    torch.testing.assert_close(whole.samples["theta"], theta)
+    calls.clear()
+    cancer = ppl_gen.load_dataset("breast_cancer")
+    regression = ppl_gen.MODELS["logistic_regression"].from_dataset(cancer)
+    with pytest.warns(ppl_gen.diagnostics.ReliabilityWarning):
+        plain = ppl_gen.fit(regression, cancer, **options)
+    assert calls == [] and set(plain.samples) == {"weight", "bias"}
+    assert chees._deterministic is mcmc._deterministic  # one implementation for both
