@@ -102,7 +102,8 @@ def _one(posterior, reference, engine: str, seed: int, args, options: dict) -> i
     print(f"| {posterior.name} | {engine} | {seed} | {khat:.2f} | {worst_raw:.3f} | "
           f"{worst_psis:.3f} | {'yes' if warned else 'no'} | {'met' if ok else 'MISSED'} | "
           f"{steps} | {wall - psis.get('seconds', 0):.1f} | "
-          f"{psis.get('seconds', float('nan')):.1f} |", flush=True)
+          f"{psis.get('seconds', float('nan')):.1f} | {psis.get('ess', float('nan')):.0f} "
+          f"| {psis.get('num_draws', '')} |", flush=True)
     if args.verbose:
         for message in result.warnings:
             print(f"    {message[:200]}")
@@ -123,8 +124,8 @@ def main() -> None:
     names = [n for n in NAMES if not args.names or any(a in n for a in args.names)]
     print(f"guide={args.guide} options={options or 'defaults'}")
     print("| posterior | engine | seed | k-hat | raw error | PSIS error | warned | target | "
-          "steps | fit s | check s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "steps | fit s | check s | PSIS ESS | draws |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     misses = 0
     for name in names:
         posterior = load(name)

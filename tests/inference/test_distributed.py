@@ -250,7 +250,7 @@ def test_bad_distributed_requests_are_named(monkeypatch, tmp_path):
                     **COMMON)
     schools = ppl_gen.load_dataset("eight_schools")
     hierarchy = ppl_gen.MODELS["eight_schools"].from_dataset(schools)
-    with pytest.raises(ValueError, match="distributed 'nuts' cannot checkpoint.*'chees'"):
+    with pytest.raises(ValueError, match="engine 'nuts' cannot checkpoint or resume.*'chees'"):
         ppl_gen.fit(hierarchy, schools, engine="nuts", distributed=True, device="cpu",
                     checkpoint=tmp_path / "c.pt")
     with pytest.raises(DistributedError, match="torchrun --standalone"):
