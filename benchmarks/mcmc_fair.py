@@ -21,7 +21,8 @@ ESS/s is printed every run is checked: max R-hat <= 1.01 and every posterior mea
 combined MCSEs of the other samplers' pooled means; a run that fails is marked, not
 dropped.
 
-    python benchmarks/mcmc_fair.py [--seeds 5] [--pyro-seeds 5] [--samplers chees numpyro pyro]
+    python benchmarks/mcmc_fair.py [--seeds 5] [--pyro-seeds 5] [--chains 16]
+                                   [--samplers chees numpyro pyro]
                                    [--models "eight schools" "logistic regression"]
 """
 
@@ -37,7 +38,9 @@ import sys
 import tempfile
 import time
 
-CHAINS, WARMUP, DRAWS = 16, 500, 500
+#: ``--chains`` reaches the spawned workers through the environment.
+CHAINS = int(os.environ.get("PPL_GEN_FAIR_CHAINS", "16"))
+WARMUP, DRAWS = 500, 500
 MODELS = ("eight schools", "logistic regression")
 SAMPLERS = ("chees", "numpyro", "pyro")
 
@@ -303,4 +306,9 @@ if __name__ == "__main__":
         parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
         parser.add_argument("--pyro-seeds", type=int, default=5,
                             help="seeds for Pyro's NUTS (its runs take minutes each)")
-        main(parser.parse_args())
+        parser.add_argument("--chains", type=int, default=16,
+                            help="chains on every side (default 16)")
+        arguments = parser.parse_args()
+        os.environ["PPL_GEN_FAIR_CHAINS"] = str(arguments.chains)
+        CHAINS = arguments.chains
+        main(arguments)
