@@ -552,13 +552,26 @@ _eager_seconds_in_process = 0.0
 def _inductor_cache_is_empty() -> bool:
     """Whether Inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR`` or its default) holds
     nothing yet: the first compile then pays every kernel's C++ build."""
-    try:
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
+    # Inductor's own rule (torch/_inductor/runtime/cache_dir_utils.py), without importing
+    # torch._inductor: that import, made mid-run, slowed the run's later eager steps.
+    import getpass
+    import os
+    import re
+    import tempfile
 
-        path = Path(cache_dir())
-    except Exception:  # a torch without this layout: assume the cheaper case
+    directory = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if directory is None:
+        try:
+            user = getpass.getuser()
+        except (KeyError, ModuleNotFoundError, OSError):
+            user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
+        directory = os.path.join(tempfile.gettempdir(),
+                                 "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
+    path = Path(directory)
+    try:
+        return not path.is_dir() or not any(path.iterdir())
+    except OSError:  # unreadable: assume the cheaper case
         return False
-    return not path.is_dir() or not any(path.iterdir())
 
 
 def compile_cost() -> float:
