@@ -9,7 +9,7 @@ and compile seconds, and milliseconds per gradient in iterations 0-10, 10-100, 1
 
     python benchmarks/chees_compile_modes.py [--repeats 2]
 
-Measured 2026-12-02 (this machine), at commit 8c1ab14's parent: fx 0.63-0.67 ms per
+Measured 2026-12-02 (this machine), before commit c28e290: fx 0.63-0.67 ms per
 gradient from the start; auto traced at iteration 10 after importing torch._inductor for
 its cache check (~0.5 s: 47-52 ms per gradient in iterations 0-10), then ran ~1.0-1.2 ms
 per gradient through warmup and 0.62-0.79 in the draws, so auto's whole fit (4.5-5.8 s)

@@ -193,7 +193,8 @@ def test_the_compile_cost_counts_an_empty_inductor_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(chees, "_compiled_in_process", False)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "empty"))
     assert chees.compile_cost() == chees.COMPILE_SECONDS + chees.COLD_CACHE_STARTUP_SECONDS
-    (tmp_path / "empty").mkdir(exist_ok=True)  # cache_dir() makes it
+    assert not (tmp_path / "empty").exists()  # a check, not Inductor's cache_dir(): no mkdir
+    (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "kernel").write_text("")
     assert chees.compile_cost() == chees.COMPILE_SECONDS + chees.COMPILE_STARTUP_SECONDS
     monkeypatch.setattr(chees, "_compiled_in_process", True)
