@@ -45,10 +45,13 @@ def scalar_draws(samples: Mapping[str, Any], var_names: list[str] | None = None,
 
 
 def plot_history(result: FitResult) -> Figure:
-    """The objective over iterations: ELBO (SVI), log-likelihood (EM) or potential energy
-    (MCMC, per draw)."""
+    """The objective over iterations, by what the result holds (``result.kind``): the
+    ELBO per step (an optimiser), the mean log-likelihood per iteration (a point fit such as
+    EM), each player's loss per step (two-player training), the ELBO along the L-BFGS
+    paths (Pathfinder) or the log density per draw (a sampler)."""
     fig, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
-    if result.engine == "svi":
+    kind = result.kind
+    if kind == "optimiser" and "elbo" in result.history:
         values, label = result.history["elbo"], "ELBO"
         every = result.config.log_every
         steps = np.arange(len(values)) * every
@@ -61,10 +64,23 @@ def plot_history(result: FitResult) -> Figure:
         ax.set_xlabel("step")
         lo, hi = np.percentile(values, [5, 100])
         ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
-    elif result.engine == "em":
+    elif kind == "point" and "log_likelihood" in result.history:
         values, label = result.history["log_likelihood"], "mean log-likelihood"
         ax.plot(np.arange(len(values)), values, marker=".", lw=1)
         ax.set_xlabel("EM iteration")
+    elif kind == "two-player":
+        every = getattr(result.config, "log_every", 1)
+        phases = [k for k in result.history if k != "loss"] or ["loss"]
+        for name in phases:
+            values = np.asarray(result.history[name], dtype=float)
+            ax.plot(np.arange(len(values)) * every, values, lw=0.8, label=name)
+        label = "loss per player"
+        ax.legend(frameon=False)
+        ax.set_xlabel("step")
+    elif kind == "approximation" and "elbo" in result.history:
+        values, label = result.history["elbo"], "ELBO"
+        ax.plot(np.arange(len(values)), values, lw=0.8)
+        ax.set_xlabel("L-BFGS iteration (all paths, in turn)")
     else:
         values, label = -result.history["loss"], "log density (mean over chains)"
         ax.plot(values, lw=0.8)

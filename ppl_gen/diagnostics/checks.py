@@ -206,6 +206,6 @@ def check_draws(samples: Mapping[str, Any], sample_stats: Mapping[str, Any] | No
                 f"E-BFMI below {THRESHOLDS['e_bfmi']} in {len(low)} of {len(bfmi)} chains "
                 f"(lowest {float(np.nanmin(bfmi)):.2f}): the momentum resampling explores the "
                 "energy levels poorly (heavy tails or a funnel); reparameterise the model.")
-    if engine == "chees" and "trajectory_length" in stats:
+    if "trajectory_length" in stats:  # a sampler that adapts one T for the batch (ChEES)
         out["trajectory_length"] = float(np.asarray(stats["trajectory_length"]).max())
     return out, warnings

@@ -142,7 +142,7 @@ def to_inference_data(result: FitResult, *, num_samples: int = 1000, seed: int =
                  if not reference.nodes.get(k, {}).get("infer", {}).get("_deterministic")}
         evaluated = evaluate_draws(problem, draws, seed=seed, log_likelihood=log_likelihood,
                                    posterior_predictive=posterior_predictive)
-    elif result.engine == "svi":
+    elif result.kind == "optimiser":
         num_chains = 1
         module = problem.module
         # An amortised guide's latents are one z per datum, not parameters: S draws of all

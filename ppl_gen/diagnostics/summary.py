@@ -126,9 +126,9 @@ def summarize(result: FitResult, *, idata: Any = None, num_samples: int = 1000,
     out["kind"] = result.kind
     # plain sentences, one per failed check (empty: every check passed)
     out["warnings"] = list(result.warnings)
-    if result.engine == "svi":
+    if result.kind in ("optimiser", "approximation") and "elbo" in result.history:
         out["elbo"] = result.history["elbo"]
-    if result.engine == "em":
+    if result.kind == "point" and "log_likelihood" in result.history:
         out["log_likelihood"] = result.history["log_likelihood"]
         out["log_likelihood_is"] = "mean per datum, one entry per iteration (0 = initial)"
     return _clean(out)
