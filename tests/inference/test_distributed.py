@@ -162,16 +162,18 @@ def test_chains_over_two_processes_are_the_one_process_chains(tmp_path):
         assert len(chees["info"]["diagnostics"]["e_bfmi_per_chain"]) == 8  # checked whole
 
 
-@pytest.mark.slow  # one 3-process launch that crashes (~10 s); CI runs it (pytest -m slow)
+@pytest.mark.slow  # one 2-process launch that crashes (~10 s); CI runs it (pytest -m slow)
 def test_a_distributed_chees_checkpoint_resumes_in_any_number_of_processes(tmp_path):
-    """Rank 0 alone writes the checkpoint of a 3-process ChEES run (8 chains as 3 + 3 + 2:
-    unequal blocks), and it holds the whole batch: a run that crashed at iteration 47
-    resumes from iteration 40 in one process and ends with the uninterrupted one-process
-    draws, bit for bit."""
+    """Rank 0 alone writes the checkpoint of a 2-process ChEES run, and it holds the whole
+    batch: a run that crashed at iteration 47 resumes from iteration 40 in one process and
+    ends with the uninterrupted one-process draws, bit for bit. (With blocks of 4 the
+    arithmetic is the whole batch's; as 3 + 3 + 2 eight schools' dense-metric products
+    round differently in the last bits and the runs part after some iterations — the same
+    posterior, other draws: measured, so not asserted.)"""
     checkpoint = tmp_path / "resume.pt"
     fit = {**CHEES, "checkpoint": str(checkpoint), "checkpoint_every": 10}
     broken = launch(tmp_path, [{"name": "broken", "model": "eight_schools",
-                                "engine": "chees", "fail_at": 47, "fit": fit}], nproc=3)
+                                "engine": "chees", "fail_at": 47, "fit": fit}])
     assert broken.returncode != 0 and "failed on purpose after step 47" in broken.stderr
     assert torch.load(checkpoint, weights_only=True)["step"] == 40
     data = ppl_gen.load_dataset("eight_schools")
