@@ -492,7 +492,13 @@ def pathfinder_report(result: FitResult) -> tuple[dict[str, Any], list[str]]:
         messages.append(f"{failed} of {len(paths)} Pathfinder paths failed (non-finite "
                         "log density along the way); the draws come from the others.")
     unfinished = [p for p in paths if p["stopped"].startswith("max_iterations")]
-    if unfinished:
+    if unfinished and len(unfinished) == len(paths):
+        messages.append(f"every Pathfinder path ({len(paths)}) stopped at max_iterations "
+                        "before L-BFGS converged: the Gaussians sit where the paths stopped, "
+                        "not at a mode, so the draws may be wrong (a density without a mode, "
+                        "such as a funnel's neck, never converges); raise max_iterations or "
+                        "use engine='chees' or 'nuts'.")
+    elif unfinished:
         messages.append(f"{len(unfinished)} of {len(paths)} Pathfinder paths stopped at "
                         "max_iterations before L-BFGS converged; raise max_iterations.")
     elbos = [p["elbo"] for p in paths if math.isfinite(p["elbo"])]
