@@ -155,13 +155,15 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
     q = potential.initial(config.num_chains, generator)
     potential.check_vectorized(q[: min(3, config.num_chains)])
     start_cov, init_info = None, {"init": "uniform"}
+    dense = _dense_layout(config, q.shape[1])
     if config.init == "pathfinder":
         from .pathfinder import initial_points
 
         started = time.perf_counter()
         try:
             with pyro.validation_enabled(False):
-                q, start_cov, found = initial_points(potential, config.num_chains, generator)
+                q, start_cov, found = initial_points(potential, config.num_chains, generator,
+                                                     dense=dense)
             init_info = {"init": "pathfinder", "seconds": time.perf_counter() - started,
                          **found}
         except FloatingPointError as error:
@@ -175,12 +177,13 @@ def init(problem: Problem, config: ChEESConfig | None = None, seed: int = 0, *,
         raise FloatingPointError(f"model {problem.name!r} has a non-finite log-density at "
                                  "the initial points; check the priors' supports")
     step_size = torch.full_like(energy, config.step_size)
-    dense = _dense_layout(config, q.shape[1])
-    eye = torch.eye(q.shape[1], dtype=q.dtype, device=device)
+    # (D, D) only for a dense metric: above 64 dimensions the default is diagonal, and an
+    # identity of a 100,000-dimensional model would take 80 GB
+    eye = torch.eye(q.shape[1], dtype=q.dtype, device=device) if dense else None
     inv_mass = eye if dense else torch.ones_like(q)
     factor = inv_mass.clone()
     if start_cov is not None and bool(torch.isfinite(start_cov).all()):
-        variance = torch.diagonal(start_cov).clamp_min(1e-8)
+        variance = (torch.diagonal(start_cov) if dense else start_cov).clamp_min(1e-8)
         try:
             if dense:
                 candidate = start_cov + 1e-8 * torch.diag(variance)

@@ -139,7 +139,8 @@ def _pathfinder_starts(problem: Problem, num_chains: int, seed: int
         generator = torch.Generator(device=problem.device).manual_seed(seed)
         potential.check_vectorized(potential.initial(3, generator))
         with pyro.validation_enabled(False), torch.no_grad():
-            points, _, found = initial_points(potential, num_chains, generator)
+            points, _, found = initial_points(potential, num_chains, generator,
+                                              dense=False)
     except (ValueError, RuntimeError, FloatingPointError) as error:
         return None, {"init": "median", "pathfinder_failed": str(error).split("\n")[0]}
     parts = potential.unpack(points)

@@ -23,8 +23,9 @@ dominates the weights. The k-hat reported is these weights' (Stan's own-path k-h
 in ``info["psis"]["khat_own_path"]``: it over-warned where the pooled estimates were
 fine); below 0.7 but with fewer than 2,000 effective draws, every path draws more first
 (``_extend``), so the k-hat and the resampled draws rest on enough draws. Sigma_l is
-stored dense (D x D), which is fine to a few thousand dimensions; the paper's
-diagonal-plus-low-rank form would scale further.
+stored in the paper's diagonal-plus-low-rank form (Algorithm 4; :class:`LowRankGaussian`):
+draws and densities cost O(D m) per point, so a path at a thousand dimensions costs what
+the model's gradients cost, not D^3 per iterate.
 
 Differences from Stan's implementation: the initial inverse Hessian is the scalar L-BFGS
 scaling rather than the paper's diagonal update, and the line search is a weak-Wolfe
@@ -62,8 +63,10 @@ CHUNK = 2048
 MAX_APPROXIMATIONS = 200
 #: Pooled draws the PSIS step may grow to (see ``_extend``).
 MAX_POOLED_DRAWS = 160_000
-#: Unconstrained dimensions beyond which the dense Sigma_l is refused.
-MAX_DENSE_DIM = 4000
+#: Unconstrained dimensions beyond which Pathfinder is refused: the draws (4 x 2,500 by
+#: default) and the ELBO draws of up to 200 iterates per path are held as (n, D) tensors,
+#: ~2.5 GB at this size; Sigma_l itself costs O(D m) (low-rank form).
+MAX_DIM = 100_000
 
 
 class PathResult(NamedTuple):
@@ -79,8 +82,7 @@ class PathResult(NamedTuple):
     iterations: int
     evaluations: int
     stopped: str
-    mu: Tensor | None = None
-    chol: Tensor | None = None
+    gaussian: LowRankGaussian | None = None
 
 
 class PathfinderState(NamedTuple):
@@ -174,40 +176,86 @@ def lbfgs_path(potential: BatchedPotential, q0: Tensor, *, history_size: int,
     return xs, gs, pairs_at, evaluations, stopped
 
 
-def _inverse_hessian(pairs: list[tuple[Tensor, Tensor]], dim: int, like: Tensor) -> Tensor:
-    """Dense BFGS inverse-Hessian estimate from curvature pairs (oldest first), started
-    from (s.y / y.y) I of the newest pair (I with no pairs)."""
-    eye = torch.eye(dim, dtype=like.dtype, device=like.device)
-    if not pairs:
-        return eye
-    s, y = pairs[-1]
-    h = eye * (float(s @ y) / float(y @ y))
-    for s, y in pairs:
-        rho = 1.0 / float(y @ s)
-        v = eye - rho * torch.outer(y, s)
-        h = v.T @ h @ v + rho * torch.outer(s, s)
-    return 0.5 * (h + h.T)
+class LowRankGaussian(NamedTuple):
+    """N(mean, Sigma) with Sigma = diag(scale)^2 + a rank-r term, stored as the paper's
+    factors (Zhang et al. 2022, Algorithm 4): Sigma = diag(scale) (I + Q (L L^T - I) Q^T)
+    diag(scale), Q (D, r) orthonormal, L (r, r) lower triangular. Draws, log densities and
+    Sigma g cost O(D r) per point instead of O(D^2); :meth:`covariance` builds the dense
+    (D, D) matrix only where a caller needs it."""
+
+    mean: Tensor
+    scale: Tensor
+    basis: Tensor
+    factor: Tensor
+
+    @property
+    def dim(self) -> int:
+        return self.mean.shape[0]
+
+    def sample(self, z: Tensor) -> Tensor:
+        """mean + A z for standard normals z (n, D), A A^T = Sigma."""
+        zq = z @ self.basis
+        return self.mean + self.scale * (z + (zq @ self.factor.T - zq) @ self.basis.T)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        v = (x - self.mean) / self.scale
+        vq = v @ self.basis
+        w = torch.linalg.solve_triangular(self.factor, vq.T, upper=False).T
+        quad = (v * v).sum(-1) - (vq * vq).sum(-1) + (w * w).sum(-1)
+        half_log_det = (torch.log(self.scale).sum()
+                        + torch.log(torch.diagonal(self.factor)).sum())
+        return -0.5 * quad - half_log_det - 0.5 * self.dim * math.log(2 * math.pi)
+
+    def covariance(self) -> Tensor:
+        inner = self.factor @ self.factor.T - torch.eye(
+            self.factor.shape[0], dtype=self.mean.dtype, device=self.mean.device)
+        dense = self.basis @ inner @ self.basis.T
+        dense = dense + torch.eye(self.dim, dtype=self.mean.dtype, device=self.mean.device)
+        return self.scale[:, None] * dense * self.scale[None, :]
 
 
 def _gaussian(q: Tensor, g: Tensor, pairs: list[tuple[Tensor, Tensor]]
-              ) -> tuple[Tensor, Tensor] | None:
-    """(mu, cholesky of Sigma) at an iterate, or ``None`` when Sigma is not usable."""
-    sigma = _inverse_hessian(pairs, q.shape[0], q)
+              ) -> LowRankGaussian | None:
+    """The Gaussian at an iterate: Sigma the L-BFGS inverse-Hessian estimate from the
+    curvature pairs (oldest first), started from theta I with theta = s.y / y.y of the
+    newest pair as the L-BFGS step uses, mean q - Sigma g; ``None`` when Sigma is not
+    positive definite or the mean not finite. Sigma in Byrd, Nocedal & Schnabel's (1994)
+    compact form, theta I + B M B^T with B = [S, theta Y] (D, 2m), and
+    M = [[R^-T (E + theta Y^T Y) R^-1, -R^-T], [-R^-1, 0]], R the upper triangle of S^T Y
+    and E its diagonal: the same matrix as m BFGS updates of theta I, in O(D m^2)."""
+    dim, like = q.shape[0], q
+    if not pairs:
+        theta = torch.ones((), dtype=like.dtype, device=like.device)
+        basis = like.new_zeros(dim, 0)
+        return LowRankGaussian(q - g, theta.expand(dim).clone(), basis, like.new_zeros(0, 0))
+    s_mat = torch.stack([s for s, _ in pairs], 1)  # (D, m)
+    y_mat = torch.stack([y for _, y in pairs], 1)
+    s_new, y_new = pairs[-1]
+    theta = float(s_new @ y_new) / float(y_new @ y_new)
+    sy = s_mat.T @ y_mat
+    r = torch.triu(sy)
+    e = torch.diag(torch.diagonal(sy))
+    m = r.shape[0]
+    eye = torch.eye(m, dtype=like.dtype, device=like.device)
+    r_inv = torch.linalg.solve_triangular(r, eye, upper=True)
+    top_left = r_inv.T @ (e + theta * (y_mat.T @ y_mat)) @ r_inv
+    middle = torch.cat([torch.cat([top_left, -r_inv.T], 1),
+                        torch.cat([-r_inv, torch.zeros_like(r_inv)], 1)], 0)
+    b = torch.cat([s_mat, theta * y_mat], 1)  # (D, 2m)
+    sigma_g = theta * g + b @ (middle @ (b.T @ g))
+    mean = q - sigma_g
+    scale = torch.full_like(q, math.sqrt(theta))
+    basis, tri = torch.linalg.qr(b / scale[:, None])
+    # Sigma = theta (I + Q T M T^T Q^T) with B / sqrt(theta) = Q T, so L L^T = I + T M T^T
+    inner = tri @ middle @ tri.T
+    inner = torch.eye(inner.shape[0], dtype=like.dtype, device=like.device) + inner
     try:
-        chol = torch.linalg.cholesky(sigma)
+        factor = torch.linalg.cholesky(0.5 * (inner + inner.T))
     except RuntimeError:
         return None
-    mu = q - sigma @ g
-    if not bool(torch.isfinite(mu).all()):
+    if not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(factor).all())):
         return None
-    return mu, chol
-
-
-def _log_q(draws: Tensor, mu: Tensor, chol: Tensor) -> Tensor:
-    z = torch.linalg.solve_triangular(chol, (draws - mu).T, upper=False).T
-    half_log_det = torch.log(torch.diagonal(chol)).sum()
-    d = mu.shape[0]
-    return -0.5 * (z * z).sum(-1) - half_log_det - 0.5 * d * math.log(2 * math.pi)
+    return LowRankGaussian(mean, scale, basis, factor)
 
 
 @torch.no_grad()
@@ -237,31 +285,30 @@ def _run_path(potential: BatchedPotential, generator: torch.Generator,
     for index in candidates:
         gaussian = _gaussian(xs[index], gs[index], pairs_at[index])
         if gaussian is not None:
-            approximations.append((index, *gaussian))
+            approximations.append((index, gaussian))
     if not approximations:  # a path that never moved: the start itself, unit scale
-        eye = torch.eye(dim, dtype=q0.dtype, device=q0.device)
-        approximations = [(0, xs[-1] - gs[-1], eye)]
+        approximations = [(0, _gaussian(xs[-1], gs[-1], []))]
     # One batched pass of the potential for every iterate's ELBO draws, all from the same
     # standard normals (common random numbers): the ELBOs are then compared on equal
     # terms and the choice is the approximations' difference, not Monte Carlo noise.
     z = torch.randn(k, dim, generator=generator, dtype=q0.dtype, device=q0.device)
-    for _, mu, chol in approximations:
-        noise.append(mu + z @ chol.T)
+    for _, gaussian in approximations:
+        noise.append(gaussian.sample(z))
     stacked = torch.cat(noise)
     log_p = _log_p(potential, stacked).reshape(len(approximations), k)
     elbos = []
-    for j, (_, mu, chol) in enumerate(approximations):
-        weights = log_p[j] - _log_q(noise[j], mu, chol)
+    for j, (_, gaussian) in enumerate(approximations):
+        weights = log_p[j] - gaussian.log_prob(noise[j])
         elbos.append(float(weights.mean()) if bool(torch.isfinite(weights).all())
                      else -math.inf)
     best = int(np.argmax(elbos))
-    index, mu, chol = approximations[best]
+    index, gaussian = approximations[best]
     m = config.draws_per_path
     z = torch.randn(m, dim, generator=generator, dtype=q0.dtype, device=q0.device)
-    draws = mu + z @ chol.T
-    return PathResult(draws, _log_p(potential, draws), _log_q(draws, mu, chol),
+    draws = gaussian.sample(z)
+    return PathResult(draws, _log_p(potential, draws), gaussian.log_prob(draws),
                       elbos[best], index, len(xs) - 1, evaluations + len(stacked) + m,
-                      stopped, mu, chol)
+                      stopped, gaussian)
 
 
 def mixture_log_q(paths: list[PathResult], draws: Tensor) -> Tensor:
@@ -269,7 +316,7 @@ def mixture_log_q(paths: list[PathResult], draws: Tensor) -> Tensor:
     balance heuristic for pooled importance sampling: a draw is weighed against every
     path's proposal, not only its own, so one path's too-narrow Gaussian no longer gives
     its draws huge weights)."""
-    parts = torch.stack([_log_q(draws, p.mu, p.chol) for p in paths])
+    parts = torch.stack([p.gaussian.log_prob(draws) for p in paths])
     return torch.logsumexp(parts, 0) - math.log(len(paths))
 
 
@@ -320,13 +367,14 @@ def _extend(potential: BatchedPotential, generator: torch.Generator,
             return paths
         grown = []
         for p in paths:
-            z = torch.randn(per_path, p.mu.shape[0], generator=generator, dtype=p.mu.dtype,
-                            device=p.mu.device)
-            new = p.mu + z @ p.chol.T
+            mean = p.gaussian.mean
+            z = torch.randn(per_path, mean.shape[0], generator=generator, dtype=mean.dtype,
+                            device=mean.device)
+            new = p.gaussian.sample(z)
             grown.append(p._replace(
                 draws=torch.cat([p.draws, new]),
                 log_p=torch.cat([p.log_p, _log_p(potential, new)]),
-                log_q=torch.cat([p.log_q, _log_q(new, p.mu, p.chol)]),
+                log_q=torch.cat([p.log_q, p.gaussian.log_prob(new)]),
                 evaluations=p.evaluations + per_path))
         paths = grown
 
@@ -353,17 +401,21 @@ def _start_paths(potential: BatchedPotential, generator: torch.Generator,
     return paths, pooled[finite], info
 
 
-def _covariance(pooled: Tensor) -> Tensor:
+def _covariance(pooled: Tensor, dense: bool) -> Tensor:
     centred = pooled - pooled.mean(0)
+    if not dense:
+        return (centred * centred).sum(0) / max(pooled.shape[0] - 1, 1)
     return centred.T @ centred / max(pooled.shape[0] - 1, 1)
 
 
 def initial_points(potential: BatchedPotential, num: int, generator: torch.Generator,
-                   config: PathfinderConfig | None = None) -> tuple[Tensor, Tensor, dict]:
+                   config: PathfinderConfig | None = None, dense: bool = True
+                   ) -> tuple[Tensor, Tensor, dict]:
     """Starting points and an inverse metric for MCMC from Pathfinder (Zhang et al.
     2022, Section 5: Pathfinder's draws as initial values cut warmup): ``num`` points
     spread over the paths' draws (unconstrained, (num, D)), the pooled draws' covariance
-    (D, D), and a summary of the paths. Paths that failed are skipped; if all fail the
+    ((D, D); with ``dense=False`` only its diagonal, (D,), never forming the matrix), and a
+    summary of the paths. Paths that failed are skipped; if all fail the
     caller should fall back to its own starts."""
     config = config or _start_config(num)
     paths, pooled, info = _start_paths(potential, generator, config)
@@ -372,7 +424,7 @@ def initial_points(potential: BatchedPotential, num: int, generator: torch.Gener
     points = torch.stack([per_path[c % len(paths)][(c // len(paths))
                                                    % per_path[c % len(paths)].shape[0]]
                           for c in range(num)])
-    return points, _covariance(pooled), info
+    return points, _covariance(pooled, dense), info
 
 
 def gaussian_start(potential: BatchedPotential, generator: torch.Generator
@@ -385,10 +437,10 @@ def gaussian_start(potential: BatchedPotential, generator: torch.Generator
     optimisations from different seeds (``num_runs``) would all start there."""
     paths, _, info = _start_paths(potential, generator, _start_config(100))
     best = max(paths, key=lambda p: p.elbo)
-    if best.mu is None or best.chol is None:
+    if best.gaussian is None:
         raise FloatingPointError("Pathfinder's best path has no Gaussian")
     info["best_path_elbo"] = best.elbo
-    return best.mu, best.chol @ best.chol.T, info
+    return best.gaussian.mean, best.gaussian.covariance(), info
 
 
 def init(problem: Problem, config: PathfinderConfig | None = None, seed: int = 0
@@ -396,10 +448,11 @@ def init(problem: Problem, config: PathfinderConfig | None = None, seed: int = 0
     """The potential (checked to vectorise over draws) and the paths' generator."""
     config = config or PathfinderConfig()
     potential = BatchedPotential(problem)
-    if potential.dim > MAX_DENSE_DIM:
+    if potential.dim > MAX_DIM:
         raise ValueError(f"model {problem.name!r} has {potential.dim} unconstrained "
-                         f"dimensions; Pathfinder here stores each covariance dense and "
-                         f"refuses more than {MAX_DENSE_DIM}: use engine='svi' or 'chees'")
+                         f"dimensions; Pathfinder holds its draws as (draws, dimensions) "
+                         f"tensors and refuses more than {MAX_DIM}: use engine='svi' or "
+                         "'chees'")
     generator = torch.Generator(device=problem.device).manual_seed(seed)
     potential.check_vectorized(potential.initial(3, generator, radius=config.init_radius))
     generator.manual_seed(seed)

@@ -14,7 +14,7 @@ import ppl_gen
 from ppl_gen.diagnostics import ReliabilityWarning, group_names, summarize, to_inference_data
 from ppl_gen.inference import make_problem
 from ppl_gen.inference.batched import BatchedPotential
-from ppl_gen.inference.pathfinder import lbfgs_path
+from ppl_gen.inference.pathfinder import _gaussian, lbfgs_path
 
 D = 4
 
@@ -35,6 +35,53 @@ def model(x, y):
     w = pyro.sample("w", dist.Normal(torch.zeros(D, dtype=x.dtype), 1.0).to_event(1))
     with pyro.plate("data", x.shape[0]):
         pyro.sample("y", dist.Normal((x * w).sum(-1), 1.0), obs=y)
+
+
+def _bfgs_recursion(pairs, dim):
+    """The inverse-Hessian estimate by m BFGS updates of theta I, oldest pair first, theta
+    = s.y / y.y of the newest (Nocedal & Wright, eq. 6.17 and 7.20): the oracle for the
+    compact form the library uses."""
+    eye = torch.eye(dim, dtype=torch.float64)
+    s, y = pairs[-1]
+    h = eye * float(s @ y) / float(y @ y)
+    for s, y in pairs:
+        rho = 1.0 / float(y @ s)
+        v = eye - rho * torch.outer(y, s)
+        h = v.T @ h @ v + rho * torch.outer(s, s)
+    return h
+
+
+@pytest.mark.parametrize("dim, num_pairs", [(7, 3), (5, 6), (40, 6)])
+def test_low_rank_gaussian_is_the_bfgs_inverse_hessian(dim, num_pairs):
+    """Covariance = the BFGS recursion's matrix (also where 2m > D), mean = q - H g, the
+    secant equation H y = s for the newest pair, log densities = torch's
+    MultivariateNormal with that covariance, and draws with that covariance."""
+    g = torch.Generator().manual_seed(dim)
+    a = torch.randn(dim, dim, generator=g, dtype=torch.float64)
+    hessian = a @ a.T / dim + 0.5 * torch.eye(dim, dtype=torch.float64)
+    pairs = []
+    for _ in range(num_pairs):  # pairs of a quadratic: y = A s, so s.y > 0
+        step = torch.randn(dim, generator=g, dtype=torch.float64)
+        pairs.append((step, hessian @ step))
+    q = torch.randn(dim, generator=g, dtype=torch.float64)
+    grad = torch.randn(dim, generator=g, dtype=torch.float64)
+    gaussian = _gaussian(q, grad, pairs)
+    exact = _bfgs_recursion(pairs, dim)
+    torch.testing.assert_close(gaussian.covariance(), exact, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(gaussian.mean, q - exact @ grad, rtol=1e-9, atol=1e-9)
+    s_new, y_new = pairs[-1]
+    torch.testing.assert_close(exact @ y_new, s_new, rtol=1e-9, atol=1e-9)
+    x = torch.randn(50, dim, generator=g, dtype=torch.float64) * 2
+    reference = torch.distributions.MultivariateNormal(gaussian.mean, exact)
+    torch.testing.assert_close(gaussian.log_prob(x), reference.log_prob(x), rtol=1e-9,
+                               atol=1e-9)
+    draws = gaussian.sample(torch.randn(200000, dim, generator=g, dtype=torch.float64))
+    centred = draws - gaussian.mean
+    empirical = centred.T @ centred / draws.shape[0]
+    sd = torch.sqrt(torch.diagonal(exact))
+    # a covariance entry's sampling sd: sd_i sd_j sqrt((1 + rho^2) / n) <= sqrt(2 / n) sd_i sd_j
+    bound = 5 * torch.outer(sd, sd) * (2 / draws.shape[0]) ** 0.5
+    assert bool(((empirical - exact).abs() <= bound).all())
 
 
 def test_lbfgs_finds_the_mode_of_a_quadratic():
@@ -167,11 +214,31 @@ def test_nuts_and_autoguides_start_under_flat_improper_priors():
     assert np.isfinite(svi.history["loss"]).all()
 
 
-def test_pathfinder_refuses_what_it_cannot_store_with_the_fix():
-    def wide():
-        pyro.sample("z", dist.Normal(torch.zeros(4001), 1.0).to_event(1))
-        pyro.sample("obs", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+def test_pathfinder_at_many_dimensions_and_the_limit():
+    """The low-rank form makes a 3,000-dimensional posterior cheap (dense, each iterate's
+    covariance was 3,000^2 and its BFGS updates D^3); past ``MAX_DIM`` the refusal names
+    the engines to use."""
+    from ppl_gen.inference import pathfinder
 
-    with pytest.raises(ValueError, match="4001 unconstrained dimensions.*engine='svi' or "
-                                         "'chees'"):
-        ppl_gen.fit(wide, {}, engine="pathfinder", device="cpu")
+    def wide(y):  # w_i ~ N(0, 1), y_i ~ N(w_i, 0.5): the posterior is N(0.8 y, 0.2) per site
+        w = pyro.sample("w", dist.Normal(torch.zeros_like(y), 1.0).to_event(1))
+        pyro.sample("y", dist.Normal(w, 0.5).to_event(1), obs=y)
+
+    y = torch.randn(3000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReliabilityWarning)
+        result = ppl_gen.fit(wide, {"y": y}, engine="pathfinder", seed=0, device="cpu",
+                             num_paths=2, draws_per_path=500)
+    draws = result.samples["w"].reshape(-1, 3000)
+    # the Gaussian is exact here (isotropic precision 5: the L-BFGS scaling finds it), so
+    # a coordinate's resampled mean errs by Monte Carlo alone: sd sqrt(1/n + 1/pool) in
+    # posterior sds; 5 of them bound the largest of 3,000 coordinates
+    pool = result.info["psis"]["num_draws"]
+    error = (draws.mean(0) - 0.8 * y).abs() / 0.2 ** 0.5
+    assert float(error.max()) < 5 * (1 / draws.shape[0] + 1 / pool) ** 0.5
+    spread = draws.std(0) / 0.2 ** 0.5
+    assert abs(float(spread.mean()) - 1) < 0.02
+    big = torch.zeros(pathfinder.MAX_DIM + 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="100001 unconstrained dimensions.*refuses more "
+                                         "than 100000: use engine='svi' or 'chees'"):
+        ppl_gen.fit(wide, {"y": big}, engine="pathfinder", seed=0, device="cpu")
