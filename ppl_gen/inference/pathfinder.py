@@ -61,8 +61,13 @@ __all__ = ["PathfinderState", "init", "step", "run", "lbfgs_path", "ENGINE"]
 CHUNK = 2048
 #: Iterates of one path whose Gaussians are candidates (evenly spaced on longer paths).
 MAX_APPROXIMATIONS = 200
-#: Pooled draws the PSIS step may grow to (see ``_extend``).
+#: Pooled draws the PSIS step may grow to (see ``_extend``), the effective draws it aims
+#: at, its time budget and Yao et al.'s k-hat limit: the values ``diagnostics.vi`` uses for
+#: an SVI guide's report (the engines do not import diagnostics; a test keeps them equal).
 MAX_POOLED_DRAWS = 160_000
+AIM_PSIS_ESS = 2000
+EXTEND_SECONDS = 3.0
+KHAT_LIMIT = 0.7
 #: Unconstrained dimensions beyond which Pathfinder is refused: the draws (4 x 2,500 by
 #: default) and the ELBO draws of up to 200 iterates per path are held as (n, D) tensors,
 #: ~2.5 GB at this size; Sigma_l itself costs O(D m) (low-rank form).
@@ -343,8 +348,6 @@ def _extend(potential: BatchedPotential, generator: torch.Generator,
     (mesquite, seed 2): 10,000 pooled draws gave k-hat 0.49 with 1,444 effective draws and
     means 0.145 sd off; 40,000 gave 0.60, 4,070 and 0.086; on a funnel every path missed,
     10,000 draws read 0.66 and 40,000 read 0.78."""
-    from ..diagnostics.vi import AIM_PSIS_ESS, EXTEND_SECONDS, KHAT_LIMIT
-
     started, first = time.perf_counter(), None
     while True:
         draws = torch.cat([p.draws for p in paths])

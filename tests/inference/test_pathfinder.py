@@ -242,3 +242,11 @@ def test_pathfinder_at_many_dimensions_and_the_limit():
     with pytest.raises(ValueError, match="100001 unconstrained dimensions.*refuses more "
                                          "than 100000: use engine='svi' or 'chees'"):
         ppl_gen.fit(wide, {"y": big}, engine="pathfinder", seed=0, device="cpu")
+
+
+def test_pathfinder_extension_uses_the_svi_reports_thresholds():
+    from ppl_gen.diagnostics import vi
+    from ppl_gen.inference import pathfinder
+
+    for name in ("AIM_PSIS_ESS", "EXTEND_SECONDS", "KHAT_LIMIT"):
+        assert getattr(pathfinder, name) == getattr(vi, name), name
