@@ -339,7 +339,8 @@ def _mixture_weights(paths: list[PathResult], draws: Tensor, log_p: Tensor
 
 
 def _extend(potential: BatchedPotential, generator: torch.Generator,
-            paths: list[PathResult]) -> list[PathResult]:
+            paths: list[PathResult]
+            ) -> tuple[list[PathResult], np.ndarray, float, float]:
     """The paths with more draws from their chosen Gaussians (the same number each, so the
     pool stays an equal mixture) while k-hat is at most 0.7 but there are fewer than
     ``AIM_PSIS_ESS`` effective draws: up to ``MAX_POOLED_DRAWS`` in all, within
@@ -347,14 +348,16 @@ def _extend(potential: BatchedPotential, generator: torch.Generator,
     ~2,000 effective draws where that is affordable. Measured on posteriordb-dev
     (mesquite, seed 2): 10,000 pooled draws gave k-hat 0.49 with 1,444 effective draws and
     means 0.145 sd off; 40,000 gave 0.60, 4,070 and 0.086; on a funnel every path missed,
-    10,000 draws read 0.66 and 40,000 read 0.78."""
+    10,000 draws read 0.66 and 40,000 read 0.78. Returns the paths and the final pool's
+    smoothed log-weights, k-hat and PSIS ESS (``_mixture_weights``), computed once."""
     started, first = time.perf_counter(), None
     while True:
         draws = torch.cat([p.draws for p in paths])
-        _, khat, ess = _mixture_weights(paths, draws, torch.cat([p.log_p for p in paths]))
+        weighed = _mixture_weights(paths, draws, torch.cat([p.log_p for p in paths]))
+        _, khat, ess = weighed
         total = draws.shape[0]
         if not (np.isfinite(khat) and khat <= KHAT_LIMIT and ess < AIM_PSIS_ESS):
-            return paths
+            return (paths, *weighed)
         want = min(MAX_POOLED_DRAWS, max(2 * total, int(math.ceil(total * AIM_PSIS_ESS
                                                                    / max(ess, 1.0)))))
         if first is None:  # the first extension at most doubles what the paths cost
@@ -362,12 +365,12 @@ def _extend(potential: BatchedPotential, generator: torch.Generator,
         else:  # after it, the measured cost per draw bounds the next within the budget
             spent = time.perf_counter() - started
             if spent >= EXTEND_SECONDS:
-                return paths
+                return (paths, *weighed)
             rate = spent / max(total - first, 1)
             want = min(want, total + int((EXTEND_SECONDS - spent) / max(rate, 1e-9)))
         per_path = int(math.ceil((want - total) / len(paths)))
         if per_path < 1:
-            return paths
+            return (paths, *weighed)
         grown = []
         for p in paths:
             mean = p.gaussian.mean
@@ -485,10 +488,8 @@ def _finish(problem: Problem, config: PathfinderConfig, seed: int, state: Pathfi
         raise FloatingPointError(f"every Pathfinder path of model {problem.name!r} failed "
                                  f"({reasons}); check the model's log density, or use "
                                  "engine='chees'")
-    paths = _extend(state.potential, state.generator, paths)
+    paths, smoothed, khat, ess = _extend(state.potential, state.generator, paths)
     draws = torch.cat([p.draws for p in paths])
-    log_p = torch.cat([p.log_p for p in paths])
-    smoothed, khat, ess = _mixture_weights(paths, draws, log_p)
     # Stan's own-path weights (each draw against its own path's Gaussian), kept for
     # reference only: on posteriordb-dev they read above 0.7 where the mixture-weighted
     # estimates were within 0.02 sd (kidiq_with_mom_work, bball), so they over-warned.
